@@ -1,0 +1,3 @@
+from vidmoji.cli import main
+
+main()
