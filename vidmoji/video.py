@@ -1,0 +1,659 @@
+"""Decode and encode video with PyAV, each in its own thread, so the torch device never waits on I/O.
+
+- `probe` reads what a file is (size, rate, rotation, audio) and fails with a one-line `MediaError`.
+- `FrameReader` yields batches of upright RGB frames with their presentation times in seconds.
+- `VideoWriter` encodes H.264 at the caller's timestamps, copies the input's audio, and only ever leaves a
+  complete file at the target path (temporary file + atomic rename).
+- `write_image_atomic` / `write_text_atomic` do the same for single PNG/SVG/JSON outputs.
+- `io_floor` times decode + encode with nothing in between: the baseline benchmarks compare against.
+
+Timestamps are always the container's (`pts * time_base`), never a frame counter, so variable-frame-rate
+input keeps its timing and the copied audio stays in sync.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+# x264 quality: crf 20 is visually lossless for flat emoji art; "veryfast" keeps encoding well below the
+# cost of the models per frame.
+DEFAULT_CRF = 20
+DEFAULT_PRESET = "veryfast"
+# Output time base when the caller gives none: 90 kHz is the MPEG clock, fine enough that any input
+# timestamp survives rounding to within a microsecond-scale tick.
+DEFAULT_TIME_BASE = Fraction(1, 90000)
+# Audio codecs that MP4/MOV can carry as-is; anything else (PCM, for instance) is re-encoded to AAC.
+_AUDIO_REENCODE_CODEC = "aac"
+# Demuxers that read single still images.
+_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# How often blocked queue operations wake up to see whether the other side has stopped.
+_POLL_S = 0.1
+
+
+class MediaError(Exception):
+    """A media file cannot be read or written. The message is one line that makes sense on its own."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` found in a media file.
+
+    width, height: display size in pixels, after rotation. fps: average frame rate (frames per second).
+    time_base: the video stream's tick in seconds. duration_s: container duration in seconds (0 for an
+    image). frame_count: an estimate (the header's count, else duration * fps). rotation: degrees
+    counter-clockwise that decoded frames are turned to display upright (0, 90, 180 or 270).
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    time_base: Fraction
+    duration_s: float
+    frame_count: int
+    rotation: int
+    has_audio: bool
+    audio_codec: str | None
+    is_image: bool
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Consecutive decoded frames.
+
+    frames: (N, H, W, 3) uint8 RGB, upright. pts_s: (N,) float64 presentation times in seconds.
+    index: the position of the first frame in the whole stream (0-based).
+    """
+
+    frames: np.ndarray
+    pts_s: np.ndarray
+    index: int
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _open_error(path: Path, exc: BaseException) -> MediaError:
+    """Translate an exception from opening or demuxing `path` into a MediaError that reads alone."""
+    if isinstance(exc, MediaError):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        return MediaError(f"{path}: no such file")
+    if isinstance(exc, IsADirectoryError):
+        return MediaError(f"{path}: is a directory, not a media file")
+    if isinstance(exc, PermissionError):
+        return MediaError(f"{path}: cannot read file (permission denied)")
+    reason = _one_line(getattr(exc, "strerror", None) or exc)
+    if isinstance(exc, av.error.InvalidDataError):
+        return MediaError(f"{path}: not a readable video or image (corrupt or unsupported: {reason})")
+    return MediaError(f"{path}: cannot read media ({type(exc).__name__}: {reason})")
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a directory, not a media file")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{path}: cannot read file (permission denied)")
+    try:
+        container = av.open(str(path), mode="r")
+    except Exception as exc:
+        raise _open_error(path, exc) from exc
+    if not container.streams.video:
+        container.close()
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        raise MediaError(f"{path}: has no video stream (found: {', '.join(kinds)})")
+    return container
+
+
+def _is_image(path: Path, container: av.container.InputContainer) -> bool:
+    fmt = container.format.name
+    return fmt == "image2" or fmt.endswith("_pipe") or path.suffix.lower() in _IMAGE_SUFFIXES
+
+
+def _upright_quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that display `frame` upright (its display-matrix rotation)."""
+    return int(round(frame.rotation / 90.0)) % 4
+
+
+def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float | None:
+    ts = frame.pts if frame.pts is not None else frame.dts
+    if ts is None:
+        return None
+    return float(ts * stream.time_base)
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe a video or still image, decoding its first frame to prove it is readable.
+
+    path: a video (any container FFmpeg reads) or a still image. Returns a `VideoInfo`.
+    Raises MediaError (one-line message) for a missing or unreadable file, garbage or an unsupported
+    format, a file without a video stream, or a file with no decodable frame.
+    """
+    path = Path(path)
+    container = _open_input(path)
+    try:
+        stream = container.streams.video[0]
+        try:
+            first = next(container.decode(stream), None)
+        except Exception as exc:
+            raise _open_error(path, exc) from exc
+        if first is None:
+            raise MediaError(f"{path}: no decodable video frames (truncated or corrupt file)")
+        turns = _upright_quarter_turns(first)
+        width, height = (first.height, first.width) if turns % 2 else (first.width, first.height)
+        is_image = _is_image(path, container)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if is_image:
+            duration_s, frame_count = 0.0, 1
+        else:
+            if container.duration is not None:
+                duration_s = container.duration / av.time_base
+            elif stream.duration is not None:
+                duration_s = float(stream.duration * stream.time_base)
+            else:
+                duration_s = 0.0
+            frame_count = stream.frames or int(round(duration_s * fps))
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            path=path,
+            width=width,
+            height=height,
+            fps=fps,
+            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 1),
+            duration_s=float(duration_s),
+            frame_count=int(frame_count),
+            rotation=turns * 90,
+            has_audio=audio is not None,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            is_image=is_image,
+        )
+    finally:
+        container.close()
+
+
+class _End:
+    """Queue sentinel: the producer has finished."""
+
+
+_END = _End()
+
+
+class FrameReader:
+    """Iterate over a video's frames in batches, decoded in a background thread.
+
+    path: video or still image. batch_size: frames per `FrameBatch` (the last may be shorter).
+    max_queue: decoded batches held ahead of the consumer (bounds memory at
+    max_queue * batch_size * H * W * 3 bytes).
+
+    Yields `FrameBatch`: frames (N, H, W, 3) uint8 RGB rotated upright, pts_s (N,) float64 seconds from
+    the container. Frames whose size changes mid-stream are scaled to the first frame's size so batches
+    stack. A decode error after some frames ends the stream with a warning (a truncated file gives what
+    it holds); an error before any frame raises MediaError. Use as a context manager, or call `close()`
+    when stopping early, so the decode thread ends.
+    """
+
+    def __init__(self, path: str | os.PathLike, batch_size: int = 32, max_queue: int = 4):
+        if batch_size < 1 or max_queue < 1:
+            raise ValueError("batch_size and max_queue must be >= 1")
+        self.path = Path(path)
+        self.info = probe(self.path)
+        self.batch_size = batch_size
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._decode, name="vidmoji-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        """Hand `item` to the consumer; False when the consumer has gone away."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _decode(self) -> None:
+        try:
+            self._decode_into_queue()
+        except BaseException as exc:  # handed to the consumer, which re-raises it in its own thread
+            self._put(exc)
+        self._put(_END)
+
+    def _decode_into_queue(self) -> None:
+        container = _open_input(self.path)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames: list[np.ndarray] = []
+            pts: list[float] = []
+            emitted = 0
+            size: tuple[int, int] | None = None
+            fallback_step = 1.0 / self.info.fps if self.info.fps > 0 else 0.0
+            decoded = container.decode(stream)
+            while not self._stop.is_set():
+                try:
+                    frame = next(decoded, None)
+                except av.error.FFmpegError as exc:
+                    if emitted + len(frames) == 0:
+                        raise _open_error(self.path, exc) from exc
+                    warnings.warn(
+                        f"{self.path}: decoding stopped after {emitted + len(frames)} frames: "
+                        f"{_one_line(getattr(exc, 'strerror', None) or exc)}",
+                        stacklevel=2,
+                    )
+                    break
+                if frame is None:
+                    break
+                if size is None:
+                    size = (frame.width, frame.height)
+                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                turns = _upright_quarter_turns(frame)
+                frames.append(np.rot90(rgb, turns) if turns else rgb)
+                t = _frame_seconds(frame, stream)
+                if t is None:
+                    # Only streams that carry no timestamps at all land here (raw elementary
+                    # streams); the nominal rate is the only timing there is.
+                    t = (pts[-1] + fallback_step) if pts else 0.0
+                pts.append(t)
+                if len(frames) == self.batch_size:
+                    if not self._put(FrameBatch(np.stack(frames), np.asarray(pts, np.float64), emitted)):
+                        return
+                    emitted += len(frames)
+                    frames, pts = [], []
+            if frames:
+                self._put(FrameBatch(np.stack(frames), np.asarray(pts, np.float64), emitted))
+                emitted += len(frames)
+            if emitted == 0 and not self._stop.is_set():
+                raise MediaError(f"{self.path}: no decodable video frames (truncated or corrupt file)")
+        finally:
+            container.close()
+
+    def __iter__(self) -> FrameReader:
+        return self
+
+    def __next__(self) -> FrameBatch:
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self._done = True
+            self._thread.join()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            if isinstance(item, av.error.FFmpegError):
+                raise _open_error(self.path, item) from item
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop decoding and wait for the thread; safe to call more than once."""
+        self._done = True
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _temp_path_for(path: Path) -> Path:
+    """A hidden temporary beside `path`, same suffix so the muxer/encoder picks the same format."""
+    return path.with_name(f".{path.stem}.part{path.suffix}")
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent
+    if not parent.exists():
+        raise MediaError(f"cannot write {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise MediaError(f"cannot write {path}: {parent} is not a directory")
+    if path.is_dir():
+        raise MediaError(f"cannot write {path}: it is a directory")
+    if not os.access(parent, os.W_OK):
+        raise MediaError(f"cannot write {path}: directory {parent} is not writable")
+
+
+def _replace_atomic(path: Path, data: bytes) -> None:
+    _check_writable(path)
+    tmp = _temp_path_for(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MediaError(f"cannot write {path}: {_one_line(exc.strerror or exc)}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an image (format from the suffix, e.g. .png) via a temporary file and an atomic rename.
+
+    image: (H, W, 3) uint8 RGB, (H, W, 4) uint8 RGBA, or (H, W) uint8 grey.
+    Raises MediaError when the file cannot be written.
+    """
+    import cv2  # kept out of module import: heavy, and only PNG outputs need it
+
+    path = Path(path)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
+    elif image.ndim != 2:
+        raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4); got {image.shape}")
+    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise MediaError(f"cannot write {path}: no image encoder for {path.suffix!r}")
+    _replace_atomic(path, encoded.tobytes())
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text (SVG, JSON) via a temporary file and an atomic rename. Raises MediaError."""
+    path = Path(path)
+    _replace_atomic(path, text.encode("utf-8"))
+
+
+class VideoWriter:
+    """Encode RGB frames to H.264 (libx264, yuv420p) in a background thread, keeping given timestamps.
+
+    path: output file (.mp4 recommended). width, height: frame size in pixels; odd sizes are padded by
+    one replicated pixel to even, as yuv420p requires. fps: nominal rate (frames per second), used by the
+    encoder's rate control and written as the stream's average rate. time_base: tick of the output
+    timestamps (seconds); default 1/90000. Pass the input stream's time base to keep its ticks exactly.
+    audio_from: a media file whose first audio stream is copied into the output (packets as they are;
+    re-encoded to AAC only when the output container cannot hold the codec, e.g. PCM in MP4); the output
+    has audio exactly when this file has.
+
+    The file is written to `.<stem>.part<suffix>` beside `path` and renamed onto `path` by `close()`;
+    `abort()` (or an exception, KeyboardInterrupt included, inside `with VideoWriter(...)`) removes it,
+    so the target path never holds a half-written file.
+    Raises MediaError when the output cannot be created.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        width: int,
+        height: int,
+        fps: float,
+        time_base: Fraction | None = None,
+        audio_from: str | os.PathLike | None = None,
+        *,
+        crf: int = DEFAULT_CRF,
+        preset: str = DEFAULT_PRESET,
+        max_queue: int = 8,
+    ):
+        self.path = Path(path)
+        self.width, self.height = int(width), int(height)
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        _check_writable(self.path)
+        self._tmp = _temp_path_for(self.path)
+        self._time_base = Fraction(time_base) if time_base else DEFAULT_TIME_BASE
+        self._last_pts: int | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._audio_in: av.container.InputContainer | None = None
+        try:
+            self._container = av.open(str(self._tmp), mode="w")
+        except Exception as exc:
+            raise MediaError(
+                f"cannot write {self.path}: {_one_line(getattr(exc, 'strerror', None) or exc)}"
+            ) from exc
+        try:
+            self._video = self._add_video_stream(fps, crf, preset)
+            self._setup_audio(Path(audio_from) if audio_from is not None else None)
+        except BaseException:
+            self._discard()
+            raise
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._encode, name="vidmoji-encode", daemon=True)
+        self._thread.start()
+
+    def _add_video_stream(self, fps: float, crf: int, preset: str) -> av.video.stream.VideoStream:
+        rate = Fraction(fps).limit_denominator(100000) if fps > 0 else Fraction(30)
+        stream = self._container.add_stream("libx264", rate=rate, time_base=self._time_base)
+        # yuv420p halves chroma in both directions, so x264 needs even sizes.
+        stream.width = self.width + self.width % 2
+        stream.height = self.height + self.height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": preset}
+        return stream
+
+    def _setup_audio(self, source: Path | None) -> None:
+        self._audio_out = None
+        self._audio_copy = True
+        if source is None:
+            return
+        self._audio_in = _open_audio_source(source)
+        if self._audio_in is None:
+            return
+        template = self._audio_in.streams.audio[0]
+        try:
+            self._audio_out = self._container.add_stream_from_template(template)
+        except ValueError:
+            # The output container refuses this codec (PCM into MP4, for instance): re-encode.
+            self._audio_copy = False
+            self._audio_out = self._container.add_stream(
+                _AUDIO_REENCODE_CODEC, rate=template.codec_context.sample_rate
+            )
+            self._audio_out.layout = template.codec_context.layout
+        self._audio_packets = self._audio_in.demux(template)
+
+    def _pump_audio(self, until_s: float | None) -> None:
+        """Mux input audio up to `until_s` seconds (None: all of it), interleaved with the video."""
+        if self._audio_out is None:
+            return
+        while True:
+            if self._pending_audio is None:
+                self._pending_audio = next(self._audio_packets, None)
+                if self._pending_audio is None:
+                    self._finish_audio()
+                    return
+            packet = self._pending_audio
+            if packet.pts is not None and until_s is not None and packet.pts * packet.time_base > until_s:
+                return
+            self._pending_audio = None
+            if self._audio_copy:
+                if packet.size == 0 or packet.dts is None:  # demuxer flush packets carry no data
+                    continue
+                packet.stream = self._audio_out
+                self._container.mux(packet)
+            else:
+                for frame in packet.decode():
+                    self._container.mux(self._audio_out.encode(frame))
+
+    def _finish_audio(self) -> None:
+        if not self._audio_copy:
+            self._container.mux(self._audio_out.encode(None))
+        self._audio_out = None
+
+    def _encode(self) -> None:
+        self._pending_audio = None
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    break
+                if item is None:  # abort
+                    return
+                rgb, pts = item
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts = pts
+                frame.time_base = self._time_base
+                self._container.mux(self._video.encode(frame))
+                self._pump_audio(float(pts * self._time_base))
+            self._container.mux(self._video.encode(None))
+            self._pump_audio(None)
+        except BaseException as exc:
+            self._error = exc
+            # Keep draining so a producer blocked on a full queue sees the error instead of hanging.
+            while self._queue.get() not in (_END, None):
+                pass
+
+    def write(self, frame_rgb: np.ndarray, pts_s: float) -> None:
+        """Queue one frame for encoding.
+
+        frame_rgb: (height, width, 3) uint8 RGB. pts_s: presentation time in seconds; rounded to the
+        time base. A time not after the previous frame's is moved one tick later (encoders need strictly
+        increasing timestamps). Raises the encode thread's error, if it has failed, as MediaError.
+        """
+        if self._closed:
+            raise MediaError(f"cannot write {self.path}: writer already closed")
+        self._raise_if_failed()
+        if frame_rgb.shape != (self.height, self.width, 3) or frame_rgb.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame_rgb.shape} {frame_rgb.dtype}"
+            )
+        if self.width % 2 or self.height % 2:
+            frame_rgb = np.pad(frame_rgb, ((0, self.height % 2), (0, self.width % 2), (0, 0)), mode="edge")
+        else:
+            # The caller may reuse its buffer once write() returns, and the encoder reads it later.
+            frame_rgb = np.array(frame_rgb, order="C", copy=True)
+        pts = round(Fraction(pts_s) / self._time_base)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        item = (frame_rgb, pts)
+        while True:
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            exc = self._error
+            self.abort()
+            raise MediaError(
+                f"cannot write {self.path}: encoding failed ({_one_line(getattr(exc, 'strerror', None) or exc)})"
+            ) from exc
+
+    def close(self) -> None:
+        """Flush the encoder, finish the audio, and atomically move the file onto `path`."""
+        if self._closed:
+            return
+        self._queue.put(_END)
+        self._thread.join()
+        self._raise_if_failed()
+        self._closed = True
+        try:
+            self._container.close()
+            if self._audio_in is not None:
+                self._audio_in.close()
+            os.replace(self._tmp, self.path)
+        except BaseException as exc:
+            self._tmp.unlink(missing_ok=True)
+            if isinstance(exc, (OSError, av.error.FFmpegError)):
+                raise MediaError(
+                    f"cannot write {self.path}: {_one_line(getattr(exc, 'strerror', None) or exc)}"
+                ) from exc
+            raise
+
+    def abort(self) -> None:
+        """Stop encoding and delete the temporary file; the target path is left untouched."""
+        if self._closed:
+            return
+        self._closed = True
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=_POLL_S)
+                break
+            except queue.Full:
+                try:  # make room: the frames still queued are being thrown away anyway
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+        self._thread.join()
+        self._discard()
+
+    def _discard(self) -> None:
+        for closable in (self._container, self._audio_in):
+            if closable is None:
+                continue
+            try:
+                closable.close()
+            except Exception:  # the file is being thrown away; a failing close changes nothing
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _open_audio_source(path: Path) -> av.container.InputContainer | None:
+    """Open `path` for its audio; None when it has no audio stream. Raises MediaError if unreadable."""
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    try:
+        container = av.open(str(path), mode="r")
+    except Exception as exc:
+        raise _open_error(path, exc) from exc
+    if not container.streams.audio:
+        container.close()
+        return None
+    return container
+
+
+def io_floor(
+    path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    width: int | None = None,
+    height: int | None = None,
+) -> float:
+    """Decode `path` and encode it to `out_path` with nothing else in between; return wall seconds.
+
+    width, height: output size in pixels (default: the input's display size); frames are resized with
+    cv2 when they differ. Audio is copied as in a real render. This is the I/O floor that benchmarks
+    report their ratios against.
+    """
+    info = probe(path)
+    width = width or info.width
+    height = height or info.height
+    resize = (width, height) != (info.width, info.height)
+    if resize:
+        import cv2  # only needed when resizing
+
+    start = time.perf_counter()
+    with FrameReader(path) as reader, VideoWriter(
+        out_path, width, height, info.fps, info.time_base, audio_from=path
+    ) as writer:
+        for batch in reader:
+            for frame, pts in zip(batch.frames, batch.pts_s):
+                if resize:
+                    frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                writer.write(frame, float(pts))
+    return time.perf_counter() - start
