@@ -1,0 +1,5 @@
+"""The error type every user-facing failure derives from: the CLI prints its message as one line."""
+
+
+class VidmojiError(Exception):
+    """A failure caused by the user's input or environment, reported without a traceback."""

@@ -1,0 +1,204 @@
+"""Part windows of real faces: calibrated mesh geometry rasterised into each slot's label-map window.
+
+Each part is expressed in its slot's local frame (parts.WindowFrame: reference length 100 units, anchor at
+the origin), its geometry normalised by the subject's own baseline (Calibration), then rasterised as a
+WINDOW_SIZE x WINDOW_SIZE label window with one channel per class in parts.SLOT_CHANNELS. The avatar side
+renders its SVG parts into the very same windows (vidmoji.avatar.templates), so the two can be compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vidmoji import parts
+from vidmoji.face.raster import gaussian_blur, rasterize_soft
+
+_POLYGON = dict(parts.PARSE_POLYGONS)
+_UPPER_INNER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
+_LOWER_INNER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
+# Closed eyes are drawn as a thin collapsed region in every style; a calibrated closed eye becomes one too.
+_CLOSED_EYE_HEIGHT = 3.0
+# Real brows move less than drawn ones; the gain maps a real raise onto the templates' raise.
+_BROW_GAIN = 1.5
+_SIDES = {"right": (parts.EYE_RIGHT_CORNERS, parts.EYE_RIGHT_LIDS, parts.EYE_RIGHT, parts.BROW_RIGHT),
+          "left": (parts.EYE_LEFT_CORNERS, parts.EYE_LEFT_LIDS, parts.EYE_LEFT, parts.BROW_LEFT)}
+
+
+@dataclass(frozen=True)
+class LocalFrame:
+    """A slot's local frame in frame pixels: anchor (F, 2), unit x axis (F, 2), units per pixel (F,)."""
+
+    anchor: torch.Tensor
+    axis: torch.Tensor
+    scale: torch.Tensor
+
+    def to_local(self, points: torch.Tensor) -> torch.Tensor:
+        """(F, P, 2) frame pixels -> (F, P, 2) part units."""
+        d = points - self.anchor[:, None]
+        u = self.axis[:, None]
+        x = (d * u).sum(-1)
+        y = d[..., 1] * u[..., 0] - d[..., 0] * u[..., 1]
+        return torch.stack([x, y], -1) * self.scale[:, None, None]
+
+
+def _frame_from_axis(start: torch.Tensor, end: torch.Tensor, anchor: torch.Tensor) -> LocalFrame:
+    vec = end - start
+    length = vec.norm(dim=-1).clamp_min(1e-6)
+    return LocalFrame(anchor, vec / length[:, None], 100.0 / length)
+
+
+def local_frames(mesh: torch.Tensor) -> dict[str, LocalFrame]:
+    """Each slot's local frame from (F, 468, >=2) mesh points in pixels.
+
+    The x axis runs from the image-left landmark to the image-right one, so no slot is mirrored here.
+    """
+    xy = mesh[..., :2]
+    frames = {}
+    for side, (corners, _, _, _) in _SIDES.items():
+        outer, inner = xy[:, corners[0]], xy[:, corners[1]]
+        start, end = (outer, inner) if side == "right" else (inner, outer)
+        frames[f"eye_{side}"] = frames[f"brow_{side}"] = _frame_from_axis(start, end, (start + end) / 2)
+    m0, m1 = xy[:, parts.MOUTH_CORNERS[0]], xy[:, parts.MOUTH_CORNERS[1]]
+    frames["mouth"] = _frame_from_axis(m0, m1, (m0 + m1) / 2)
+    frames["nose"] = _frame_from_axis(xy[:, parts.NOSE_ALAE[0]], xy[:, parts.NOSE_ALAE[1]], xy[:, parts.NOSE_TIP])
+    frames["face"] = _frame_from_axis(xy[:, parts.FACE_SIDES[0]], xy[:, parts.FACE_SIDES[1]],
+                                      xy[:, list(parts.FACE_OVAL)].mean(1))
+    return frames
+
+
+def inter_ocular(mesh: torch.Tensor) -> torch.Tensor:
+    """(F,) distance between the eye centres in pixels."""
+    xy = mesh[..., :2]
+    return (xy[:, list(parts.EYE_LEFT)].mean(1) - xy[:, list(parts.EYE_RIGHT)].mean(1)).norm(dim=-1)
+
+
+def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-frame geometry the calibration needs, from (F, 468, >=2) mesh points.
+
+    Returns (F,) tensors: `eye_right`, `eye_left` (lid opening in eye units, eye width = 100),
+    `brow_right`, `brow_left` (brow centre height in eye units, negative is up), `lip_gap` (inner lip
+    gap as a share of the inter-ocular distance).
+    """
+    frames = local_frames(mesh)
+    xy = mesh[..., :2]
+    out = {}
+    for side, (_, lids, _, brow) in _SIDES.items():
+        frame = frames[f"eye_{side}"]
+        upper = frame.to_local(xy[:, [u for u, _ in lids]])
+        lower = frame.to_local(xy[:, [lo for _, lo in lids]])
+        out[f"eye_{side}"] = (lower[..., 1] - upper[..., 1]).mean(1)
+        out[f"brow_{side}"] = frame.to_local(xy[:, list(brow)])[..., 1].mean(1)
+    gap = (xy[:, parts.INNER_LIP_MID[1]] - xy[:, parts.INNER_LIP_MID[0]]).norm(dim=-1)
+    out["lip_gap"] = gap / inter_ocular(mesh).clamp_min(1e-6)
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The subject's own baseline: open-eye opening per eye, resting brow height per brow (eye units),
+    resting lip gap (share of the inter-ocular distance)."""
+
+    eye_open: dict[str, float]
+    brow_rest: dict[str, float]
+    rest_gap: float
+
+    @classmethod
+    def default(cls) -> "Calibration":
+        """Population values, for a single image or a clip too short to measure."""
+        return cls({"right": 30.0, "left": 30.0}, {"right": -62.0, "left": -62.0}, 0.0)
+
+    @classmethod
+    def from_measures(cls, measures: dict[str, torch.Tensor]) -> "Calibration":
+        """Robust whole-clip baselines from `measure()` outputs of the frames with a face.
+
+        The open eye is the median over plausibly open frames (above 70% of the 90th percentile): a
+        high percentile alone would be a stare in an expressive clip. The resting lip gap is a low
+        percentile capped at parts.REST_GAP_CAP, because a person talking or smiling through a whole clip
+        has no closed frame, and touching lips measure about 0 for everybody.
+        """
+        if len(measures["lip_gap"]) < 15:
+            return cls.default()
+        eye_open, brow_rest = {}, {}
+        for side in ("right", "left"):
+            h = measures[f"eye_{side}"].float()
+            plausible = h[h > 0.7 * torch.quantile(h, 0.9)]
+            eye_open[side] = float(plausible.median())
+            brow_rest[side] = float(measures[f"brow_{side}"].float().median())
+        rest_gap = min(float(torch.quantile(measures["lip_gap"].float(), 0.1)), parts.REST_GAP_CAP)
+        return cls(eye_open, brow_rest, max(rest_gap, 0.0))
+
+
+def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
+    """(F,) calibrated openness of one eye: 0 shut, 1 the subject's open eye, above 1 wide."""
+    rel = measures[f"eye_{side}"] / calibration.eye_open[side]
+    return ((rel - parts.RESIDUAL_EYE_GAP) / (1 - parts.RESIDUAL_EYE_GAP)).clamp(0.0, 1.6)
+
+
+def _window_pixels(local: torch.Tensor, slot: str) -> torch.Tensor:
+    frame = parts.WINDOW_FRAMES[slot]
+    origin = torch.tensor([frame.cx - frame.half, frame.cy - frame.half], device=local.device)
+    return (local - origin) * (parts.WINDOW_SIZE / (2 * frame.half))
+
+
+def part_windows(mesh: torch.Tensor, calibration: Calibration) -> dict[str, torch.Tensor]:
+    """Calibrated label windows of every slot.
+
+    mesh: (F, 468, >=2) points in frame pixels. Returns {slot: (F, C, WINDOW_SIZE, WINDOW_SIZE) float32
+    in [0, 1]}, channels as parts.SLOT_CHANNELS[slot], anti-aliased and blurred by one pixel.
+    """
+    xy = mesh[..., :2].float()
+    frames = local_frames(xy)
+    meas = measure(xy)
+    local = {slot: frames[slot].to_local(xy) for slot in parts.SLOTS}   # (F, 468, 2) per slot
+
+    for side in ("right", "left"):
+        eye = local[f"eye_{side}"]
+        target = (eye_openness(meas, calibration, side) * parts.OPEN_EYE_HEIGHT).clamp_min(_CLOSED_EYE_HEIGHT)
+        k = target / meas[f"eye_{side}"].clamp_min(1e-3)
+        local[f"eye_{side}"] = torch.stack([eye[..., 0], eye[..., 1] * k[:, None]], -1)
+        brow = local[f"brow_{side}"]
+        y = meas[f"brow_{side}"]
+        shift = parts.NEUTRAL_BROW_Y + _BROW_GAIN * (y - calibration.brow_rest[side]) - y
+        local[f"brow_{side}"] = brow + torch.stack([torch.zeros_like(shift), shift], -1)[:, None]
+
+    mouth = local["mouth"].clone()
+    units_per_iod = inter_ocular(xy) * frames["mouth"].scale
+    gap_units = mouth[:, parts.INNER_LIP_MID[1], 1] - mouth[:, parts.INNER_LIP_MID[0], 1]
+    close = torch.minimum(calibration.rest_gap * units_per_iod, gap_units.clamp_min(0.0)) / 2
+    mouth[:, list(_UPPER_INNER), 1] += close[:, None]
+    mouth[:, list(_LOWER_INNER), 1] -= close[:, None]
+    local["mouth"] = mouth
+
+    windows = {}
+    for slot in parts.SLOTS:
+        pix = _window_pixels(local[slot], slot)
+        channels = [rasterize_soft(pix[:, list(_POLYGON[name])], parts.WINDOW_SIZE)
+                    for name in parts.SLOT_CHANNELS[slot]]
+        windows[slot] = gaussian_blur(torch.stack(channels, 1), 1.0)
+    return windows
+
+
+# Cheek and forehead landmarks whose neighbourhoods show bare skin in most faces.
+_SKIN_POINTS = (50, 280, 151)
+
+
+def skin_colours(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor) -> torch.Tensor:
+    """Median skin colour per face.
+
+    frames: (N, H, W, 3) uint8 RGB; frame_index: (F,) long; mesh: (F, 468, >=2) pixels.
+    Returns (F, 3) float32 RGB in [0, 255], the median over 5x5 patches (spaced 1/40 of the
+    inter-ocular distance) around cheek and forehead landmarks.
+    """
+    n, h, w, _ = frames.shape
+    centres = mesh[:, list(_SKIN_POINTS), :2].float()                    # (F, 3, 2)
+    step = (inter_ocular(mesh) / 40.0)[:, None, None, None]
+    offs = torch.arange(-2, 3, device=mesh.device, dtype=torch.float32)
+    grid_off = torch.stack(torch.meshgrid(offs, offs, indexing="xy"), -1).reshape(1, 1, 25, 2)
+    pts = centres[:, :, None] + grid_off * step                          # (F, 3, 25, 2)
+    norm = torch.stack([pts[..., 0] / w * 2 - 1, pts[..., 1] / h * 2 - 1], -1)
+    src = frames[frame_index].permute(0, 3, 1, 2).float()
+    samples = F.grid_sample(src, norm, align_corners=False)              # (F, 3, 3, 25)
+    return samples.flatten(2).median(dim=2).values
