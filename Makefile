@@ -1,0 +1,38 @@
+# vidmoji: `make demo` renders the sample, `make test` installs and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT := out
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+# torch is pinned first so pip takes the build that matches torchvision (a CPU-capable wheel).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q -ra
+
+demo: install
+	mkdir -p $(OUT)
+	$(VENV)/bin/vidmoji render vidmoji/data/astronaut.png -o $(OUT)/astronaut_avatar.png
+	$(VENV)/bin/vidmoji render $(OUT)/astronaut_turn.mp4 -o $(OUT)/astronaut_avatar.mp4 --layout side-by-side
+	@echo "demo written to $(OUT)/"
+
+$(OUT)/astronaut_turn.mp4: vidmoji/data/astronaut.png | install
+	mkdir -p $(OUT)
+	$(PY) -m vidmoji.demo vidmoji/data/astronaut.png $@
+
+bench: install
+	$(PY) bench/bench_face.py
+	$(PY) bench/bench_render.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache

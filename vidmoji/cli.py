@@ -1,0 +1,221 @@
+"""The command line: options in, one library call out. Heavy imports (torch, faiss, cv2) happen inside
+the commands, so `vidmoji --help` and `--version` answer at once."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vidmoji import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Turn a video of a face into an emoji-avatar video.")
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Layout(str, Enum):
+    avatar = "avatar"
+    side_by_side = "side-by-side"
+    overlay = "overlay"
+
+
+class Smooth(str, Enum):
+    viterbi = "viterbi"
+    hysteresis = "hysteresis"
+    none = "none"
+
+
+class Parser(str, Enum):
+    mesh = "mesh"
+    bisenet = "bisenet"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def friendly_errors(func):
+    """Report the user's errors as one line and a non-zero exit, never a traceback."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from vidmoji.errors import VidmojiError
+        try:
+            return func(*args, **kwargs)
+        except VidmojiError as exc:
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except KeyboardInterrupt:
+            _fail("interrupted; no partial output was left behind", 130)
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vidmoji {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="Print the version and exit.")) -> None:
+    """vidmoji: face video in, emoji-avatar video out."""
+
+
+DEVICE = typer.Option(Device.auto, "--device", help="Where the models run: auto takes CUDA when present.")
+STYLE = typer.Option("flat", "--style", help="Avatar style (see `vidmoji styles`).")
+TEMPLATES = typer.Option(None, "--templates", help="A folder of styles to use instead of the built-in one.")
+EMBEDDER = typer.Option("ae", "--embedder", help="Part embedder: ae, pca or resnet50.")
+WEIGHTS = typer.Option(None, "--weights", help="Weights file for the embedder (resnet50: torchvision's).")
+PARSER = typer.Option(Parser.mesh, "--parser", help="Face parser: mesh polygons, or BiSeNet with its weights.")
+PARSER_WEIGHTS = typer.Option(None, "--parser-weights", help="BiSeNet checkpoint (79999_iter.pth).")
+
+
+@app.command()
+@friendly_errors
+def parse(
+    source: Path = typer.Argument(..., help="An image or a clip."),
+    output: Path = typer.Option(..., "-o", "--output", help="Image (.png/.jpg) or video (.mp4) to write."),
+    parser: Parser = PARSER,
+    parser_weights: Optional[Path] = PARSER_WEIGHTS,
+    device: Device = DEVICE,
+) -> None:
+    """Draw the mesh and the label map over the frame(s), to see what the parser sees.
+
+    Example: vidmoji parse selfie.jpg -o parsed.png
+    """
+    from vidmoji.pipeline import ParseOptions, parse_media
+    result = parse_media(source, output, ParseOptions(parser=parser.value, parser_weights=parser_weights,
+                                                      device=device.value))
+    typer.echo(result.summary())
+
+
+@app.command()
+@friendly_errors
+def styles(templates: Optional[Path] = TEMPLATES) -> None:
+    """List the styles with their part counts and licence.
+
+    Example: vidmoji styles
+    """
+    from vidmoji.avatar.templates import list_styles, load_style
+    for name in list_styles(templates):
+        style = load_style(name, templates)
+        counts = {}
+        for part in style.parts:
+            counts[part.slot] = counts.get(part.slot, 0) + 1
+        shown = ", ".join(f"{slot} {n}" for slot, n in counts.items())
+        typer.echo(f"{name:8s} {style.title} — {shown}; licence {style.licence}, by {style.author}")
+
+
+@app.command()
+@friendly_errors
+def index(
+    style: str = STYLE,
+    all_styles: bool = typer.Option(False, "--all", help="Index every style."),
+    embedder: str = EMBEDDER,
+    weights: Optional[Path] = WEIGHTS,
+    templates: Optional[Path] = TEMPLATES,
+    device: Device = DEVICE,
+) -> None:
+    """Render a style's SVG parts, embed them and build its FAISS indexes.
+
+    Example: vidmoji index --style flat --embedder ae
+    """
+    from vidmoji.pipeline import build_style_indexes
+    for line in build_style_indexes(None if all_styles else style, embedder, weights, templates, device.value):
+        typer.echo(line)
+
+
+@app.command()
+@friendly_errors
+def train(
+    embedder: str = typer.Option("all", "--embedder", help="ae, pca or all."),
+    faces: list[Path] = typer.Option([], "--faces", help="Clips or images of real faces to train on too."),
+    epochs: int = typer.Option(30, "--epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    max_face_frames: int = typer.Option(600, "--max-face-frames", help="Frames sampled per face clip."),
+    device: Device = DEVICE,
+) -> None:
+    """Train the label-window embedders on every style's parts (augmented) and parsed real faces.
+
+    Example: vidmoji train --faces clip1.mp4 --faces clip2.mp4
+    """
+    from vidmoji.train import TrainOptions, train_embedders
+    for line in train_embedders(TrainOptions(embedder=embedder, faces=tuple(faces), epochs=epochs, seed=seed,
+                                             max_face_frames=max_face_frames, device=device.value)):
+        typer.echo(line)
+
+
+@app.command()
+@friendly_errors
+def render(
+    source: Path = typer.Argument(..., help="A clip (any format FFmpeg reads) or a still image."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Default: <stem>_avatar.mp4 (or .png) beside the input."),
+    style: str = STYLE,
+    embedder: str = EMBEDDER,
+    weights: Optional[Path] = WEIGHTS,
+    size: int = typer.Option(512, "--size", help="Avatar size in pixels."),
+    layout: Layout = typer.Option(Layout.avatar, "--layout"),
+    smooth: Smooth = typer.Option(Smooth.viterbi, "--smooth"),
+    timeline: Optional[Path] = typer.Option(None, "--timeline", help="Write per-frame choices as JSON."),
+    templates: Optional[Path] = TEMPLATES,
+    parser: Parser = PARSER,
+    parser_weights: Optional[Path] = PARSER_WEIGHTS,
+    device: Device = DEVICE,
+) -> None:
+    """Render the avatar video (or image) of a clip.
+
+    Example: vidmoji render clip.mp4 --style cute --layout side-by-side
+    """
+    from vidmoji.pipeline import RenderOptions, render_media
+    result = render_media(source, RenderOptions(
+        output=output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
+        smooth=smooth.value, timeline=timeline, templates=templates, parser=parser.value,
+        parser_weights=parser_weights, device=device.value))
+    typer.echo(result.summary())
+
+
+@app.command("plot-embeddings")
+@friendly_errors
+def plot_embeddings(
+    source: Path = typer.Argument(..., help="A clip or a still image."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Default: <stem>_embeddings.mp4 beside the input."),
+    embedder: str = typer.Option("ae", "--embedder", help="ae, pca, resnet50, or two joined by '+'."),
+    style: str = STYLE,
+    slots: str = typer.Option("eye_right,eye_left,mouth,brow_right", "--parts",
+                              help="Comma-separated slots to plot."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Write the plotted values (.npz)."),
+    weights: Optional[Path] = WEIGHTS,
+    templates: Optional[Path] = TEMPLATES,
+    device: Device = DEVICE,
+) -> None:
+    """The diagnostic video: each part's embedding (pink) against the chosen avatar part's (purple).
+
+    Example: vidmoji plot-embeddings clip.mp4 --embedder ae+pca --data values.npz
+    """
+    from vidmoji.pipeline import PlotOptions, plot_media
+    result = plot_media(source, PlotOptions(
+        output=output, embedders=tuple(embedder.split("+")), style=style,
+        slots=tuple(s.strip() for s in slots.split(",") if s.strip()), data=data, weights=weights,
+        templates=templates, device=device.value))
+    typer.echo(result.summary())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="vidmoji")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
