@@ -1,0 +1,417 @@
+"""BlazeFace face detection (MediaPipe's short-range and full-range models) as torch modules.
+
+The networks are re-implementations of MediaPipe's `face_detection_short_range.tflite` and
+`face_detection_full_range.tflite` (Apache-2.0, see weights/NOTICE); `scripts/convert_mediapipe.py` fills
+them from the .tflite files. Everything here runs on the torch device in batches: letterboxing, the
+networks, anchor decoding and MediaPipe's weighted non-maximum suppression.
+
+Keypoint order (MediaPipe's): the subject's right eye, left eye, nose tip, mouth centre, right ear tragion,
+left ear tragion. The subject's right eye is on the image's left in a frontal view.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+NUM_KEYPOINTS = 6
+# MediaPipe clips raw scores to +-100 before the sigmoid (tensors_to_detections_calculator).
+RAW_SCORE_LIMIT = 100.0
+# MediaPipe's face detection graphs blend overlapping detections whose IoU exceeds this.
+MIN_SUPPRESSION_THRESHOLD = 0.3
+# The full-range model finds faces down to about this height in its 192-pixel input; smaller faces need
+# tiles cut from a less reduced frame.
+FULL_RANGE_MIN_FACE = 20.0
+# Frames converted to float at once while resizing, to bound memory on large frames.
+RESIZE_CHUNK = 8
+
+
+# --- building blocks --------------------------------------------------------------------------------------
+class TFConv2d(nn.Conv2d):
+    """A Conv2d with TensorFlow's "SAME" padding.
+
+    TFLite pads stride-2 convolutions asymmetrically (more on the right and bottom), which torch's symmetric
+    `padding` cannot express. Stride-1 layers with odd kernels pad symmetrically, so torch's own padding is
+    used there. The stride-2 padding assumes even input sizes, which holds for every layer of these models.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__(in_ch, out_ch, kernel, stride, padding=kernel // 2 if stride == 1 else 0,
+                         groups=groups)
+        total = max(kernel - stride, 0)
+        self.tf_pad = (total // 2, total - total // 2) * 2 if stride > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tf_pad is not None:
+            x = F.pad(x, self.tf_pad)
+        return super().forward(x)
+
+
+def _shortcut(x: torch.Tensor, stride: int, out_ch: int) -> torch.Tensor:
+    """The residual path of a block: 2x2 max pooling when the block downsamples, zero channels appended
+    when it widens (TFLite's channel PAD)."""
+    if stride == 2:
+        x = F.max_pool2d(x, 2)
+    if out_ch > x.shape[1]:
+        x = F.pad(x, (0, 0, 0, 0, 0, out_ch - x.shape[1]))
+    return x
+
+
+class BlazeBlock(nn.Module):
+    """Depthwise 3x3 + pointwise 1x1 with a residual, then ReLU or PReLU (BlazeFace's single block)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, prelu: bool = False):
+        super().__init__()
+        self.stride, self.out_ch = stride, out_ch
+        self.dw = TFConv2d(in_ch, in_ch, 3, stride, groups=in_ch)
+        self.pw = nn.Conv2d(in_ch, out_ch, 1)
+        self.act = nn.PReLU(out_ch) if prelu else nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.pw(self.dw(x)) + _shortcut(x, self.stride, self.out_ch))
+
+
+class BottleneckBlock(nn.Module):
+    """Two depthwise/pointwise pairs through a narrow middle, with a residual (full-range detector)."""
+
+    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, stride: int = 1):
+        super().__init__()
+        self.stride, self.out_ch = stride, out_ch
+        self.dw1 = TFConv2d(in_ch, in_ch, 3, stride, groups=in_ch)
+        self.pw1 = nn.Conv2d(in_ch, mid_ch, 1)
+        self.dw2 = TFConv2d(mid_ch, mid_ch, 3, 1, groups=mid_ch)
+        self.pw2 = nn.Conv2d(mid_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pw2(self.dw2(F.relu(self.pw1(self.dw1(x)))))
+        return F.relu(h + _shortcut(x, self.stride, self.out_ch))
+
+
+def _flatten_head(x: torch.Tensor, values: int) -> torch.Tensor:
+    """(N, A*values, H, W) -> (N, H*W*A, values) in TFLite's NHWC anchor order."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, values)
+
+
+# --- the networks -----------------------------------------------------------------------------------------
+class BlazeFaceShort(nn.Module):
+    """MediaPipe's short-range BlazeFace: 128x128 RGB in [-1, 1] -> 896 anchors.
+
+    forward(x (N,3,128,128)) -> (regressors (N,896,16) in input pixels relative to the anchors,
+    logits (N,896) raw face scores).
+    """
+
+    input_size = 128
+
+    def __init__(self):
+        super().__init__()
+        self.stem = TFConv2d(3, 24, 5, 2)
+        widths = [(24, 24, 1), (24, 28, 1), (28, 32, 2), (32, 36, 1), (36, 42, 1), (42, 48, 2), (48, 56, 1),
+                  (56, 64, 1), (64, 72, 1), (72, 80, 1), (80, 88, 1)]
+        self.stage16 = nn.Sequential(*[BlazeBlock(i, o, s) for i, o, s in widths])
+        self.stage8 = nn.Sequential(BlazeBlock(88, 96, 2), *[BlazeBlock(96, 96) for _ in range(4)])
+        # Registered in TFLite's op order so the converter can fill them in sequence.
+        self.classifier16 = nn.Conv2d(88, 2, 1)
+        self.classifier8 = nn.Conv2d(96, 6, 1)
+        self.regressor16 = nn.Conv2d(88, 32, 1)
+        self.regressor8 = nn.Conv2d(96, 96, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x16 = self.stage16(F.relu(self.stem(x)))
+        x8 = self.stage8(x16)
+        logits = torch.cat([_flatten_head(self.classifier16(x16), 1),
+                            _flatten_head(self.classifier8(x8), 1)], dim=1)
+        boxes = torch.cat([_flatten_head(self.regressor16(x16), 16),
+                           _flatten_head(self.regressor8(x8), 16)], dim=1)
+        return boxes, logits[..., 0]
+
+
+class BlazeFaceFull(nn.Module):
+    """MediaPipe's full-range BlazeFace (dense): 192x192 RGB in [-1, 1] -> 2304 anchors.
+
+    A bottleneck backbone with a feature pyramid back up to 48x48 (stride 4, one anchor per cell).
+    forward(x (N,3,192,192)) -> (regressors (N,2304,16), logits (N,2304)).
+    """
+
+    input_size = 192
+
+    def __init__(self):
+        super().__init__()
+        self.stem = TFConv2d(3, 32, 3, 2)
+        self.stage48 = nn.Sequential(
+            BottleneckBlock(32, 8, 32), BottleneckBlock(32, 8, 32), BottleneckBlock(32, 12, 48, 2),
+            BottleneckBlock(48, 12, 48), BottleneckBlock(48, 16, 64))
+        self.stage24 = nn.Sequential(
+            BottleneckBlock(64, 24, 96, 2), BottleneckBlock(96, 32, 128), BottleneckBlock(128, 32, 128))
+        self.stage12 = nn.Sequential(
+            BottleneckBlock(128, 36, 144, 2), BottleneckBlock(144, 48, 192), BottleneckBlock(192, 64, 256))
+        self.stage6 = nn.Sequential(BottleneckBlock(256, 96, 384, 2),
+                                    *[BottleneckBlock(384, 96, 384) for _ in range(3)])
+        # Feature pyramid: each level adds the upsampled coarser level to a lateral 1x1 projection.
+        self.top12 = nn.Conv2d(384, 96, 1)
+        self.lateral12 = nn.Conv2d(256, 96, 1)
+        self.fuse12 = nn.Sequential(BottleneckBlock(96, 48, 96), BottleneckBlock(96, 48, 96))
+        self.top24 = nn.Conv2d(96, 64, 1)
+        self.lateral24 = nn.Conv2d(128, 64, 1)
+        self.fuse24 = nn.Sequential(BottleneckBlock(64, 32, 64), BottleneckBlock(64, 32, 64))
+        self.top48 = nn.Conv2d(64, 48, 1)
+        self.lateral48 = nn.Conv2d(64, 48, 1)
+        self.fuse48 = BottleneckBlock(48, 24, 48)
+        self.classifier = nn.Conv2d(48, 1, 1)
+        self.regressor = nn.Conv2d(48, 16, 1)
+
+    @staticmethod
+    def _merge(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+        # Keras UpSampling2D(bilinear) = TF resize with half-pixel centres = torch align_corners=False.
+        up = F.interpolate(F.relu(top), scale_factor=2, mode="bilinear", align_corners=False)
+        return F.relu(lateral) + up
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c48 = self.stage48(F.relu(self.stem(x)))
+        c24 = self.stage24(c48)
+        c12 = self.stage12(c24)
+        c6 = self.stage6(c12)
+        p12 = self.fuse12(self._merge(self.top12(c6), self.lateral12(c12)))
+        p24 = self.fuse24(self._merge(self.top24(p12), self.lateral24(c24)))
+        p48 = self.fuse48(self._merge(self.top48(p24), self.lateral48(c48)))
+        return _flatten_head(self.regressor(p48), 16), _flatten_head(self.classifier(p48), 1)[..., 0]
+
+
+def ssd_anchors(input_size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> torch.Tensor:
+    """Anchor centres (A, 2) as (x, y) in [0, 1], in the networks' output order.
+
+    MediaPipe's SsdAnchorsCalculator with fixed anchor size: layers of equal stride share one grid, each
+    cell holding `per_cell` anchors at its centre (offset 0.5).
+    """
+    anchors = []
+    for stride, count in zip(strides, per_cell):
+        cells = input_size // stride
+        centre = (torch.arange(cells, dtype=torch.float32) + 0.5) / cells
+        y, x = torch.meshgrid(centre, centre, indexing="ij")
+        grid = torch.stack([x, y], dim=-1).reshape(-1, 1, 2).expand(-1, count, 2)
+        anchors.append(grid.reshape(-1, 2))
+    return torch.cat(anchors)
+
+
+# Short range: strides [8, 16, 16, 16] -> a 16x16 grid with 2 anchors and an 8x8 grid with 3 x 2 anchors.
+SHORT_RANGE_ANCHORS = dict(input_size=128, strides=(8, 16), per_cell=(2, 6))
+# Full range: one layer of stride 4, interpolated_scale_aspect_ratio 0 -> one anchor per 48x48 cell.
+FULL_RANGE_ANCHORS = dict(input_size=192, strides=(4,), per_cell=(1,))
+
+
+# --- results ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Detections:
+    """The faces found in one frame, on the detector's device, best first.
+
+    boxes (K,4) xyxy in frame pixels; keypoints (K,6,2) xy in frame pixels (MediaPipe order, see the
+    module docstring); scores (K,) in [0, 1].
+    """
+
+    boxes: torch.Tensor
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def weighted_nms(boxes: torch.Tensor, keypoints: torch.Tensor, scores: torch.Tensor,
+                 threshold: float = MIN_SUPPRESSION_THRESHOLD) -> Detections:
+    """MediaPipe's weighted non-maximum suppression of one frame's candidates.
+
+    The best remaining candidate and every remaining one overlapping it by IoU > `threshold` form a
+    cluster; the cluster is replaced by the score-weighted mean of its boxes and keypoints, keeping the
+    best score. boxes (K,4) xyxy, keypoints (K,6,2), scores (K,) -> Detections, best first.
+    """
+    order = scores.argsort(descending=True)
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    areas = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+    remaining = torch.ones_like(scores, dtype=torch.bool)
+    out_boxes, out_points, out_scores = [], [], []
+    # One iteration per output face, each vectorised over the candidates.
+    for best in range(scores.shape[0]):
+        if not remaining[best]:
+            continue
+        lt = torch.maximum(boxes[best, :2], boxes[:, :2])
+        rb = torch.minimum(boxes[best, 2:], boxes[:, 2:])
+        inter = (rb - lt).clamp(min=0).prod(dim=1)
+        iou = inter / (areas[best] + areas - inter).clamp(min=1e-9)
+        cluster = remaining & (iou > threshold)
+        cluster[best] = True
+        weights = scores * cluster
+        total = weights.sum()
+        out_boxes.append((boxes * weights[:, None]).sum(0) / total)
+        out_points.append((keypoints * weights[:, None, None]).sum(0) / total)
+        out_scores.append(scores[best])
+        remaining &= ~cluster
+    if not out_scores:
+        return Detections(boxes[:0], keypoints[:0], scores[:0])
+    return Detections(torch.stack(out_boxes), torch.stack(out_points), torch.stack(out_scores))
+
+
+# --- preprocessing ----------------------------------------------------------------------------------------
+def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 (N,H,W,3) -> float (N,3,height,width) in [0, 1], antialiased bilinear.
+
+    Antialiasing matters here: a 1080p frame shrinks ten-fold for the detector, and plain bilinear sampling
+    would alias away the detail of small faces.
+    """
+    out = []
+    for chunk in frames.split(RESIZE_CHUNK):
+        x = chunk.permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-2:] != (height, width):
+            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+        out.append(x)
+    return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class _View:
+    """Where a detector input came from: input pixel (u, v) of image `frame` shows frame pixel
+    (u * scale + x0, v * scale + y0)."""
+
+    frame: torch.Tensor   # (B,) long
+    x0: torch.Tensor      # (B,)
+    y0: torch.Tensor      # (B,)
+    scale: float
+
+
+class FaceDetector:
+    """Batched face detection on the torch device with MediaPipe's BlazeFace models.
+
+    Each frame is searched three ways and the results merged with weighted NMS: the short-range model on
+    the whole letterboxed frame (faces filling much of the frame), the full-range model on the whole frame
+    (faces down to about a tenth of the frame), and, when the frame is large enough that faces of
+    `min_face` pixels would be too small for that, the full-range model on overlapping tiles of a less
+    reduced frame.
+
+    Args:
+        device: torch device to run on.
+        min_score: detections scoring below this are dropped (MediaPipe's default 0.5).
+        full_range: also run the full-range model on the whole frame.
+        min_face: the smallest face height, in frame pixels, the detector should find; decides the tiling.
+            None turns tiling off. With the default 48, frames up to ~460 pixels on the long side need no
+            tiles; a 1920x1080 frame is cut into 5x3 tiles.
+    """
+
+    def __init__(self, device: torch.device | str, min_score: float = 0.5, full_range: bool = True,
+                 min_face: float | None = 48.0):
+        self.device = torch.device(device)
+        self.min_score = min_score
+        self.full_range = full_range
+        self.min_face = min_face
+        self.short = load_network(BlazeFaceShort(), "face_detection_short_range.pt", self.device)
+        self.full = load_network(BlazeFaceFull(), "face_detection_full_range.pt", self.device)
+        self.short_anchors = ssd_anchors(**SHORT_RANGE_ANCHORS).to(self.device)
+        self.full_anchors = ssd_anchors(**FULL_RANGE_ANCHORS).to(self.device)
+
+    @torch.inference_mode()
+    def detect(self, frames: torch.Tensor) -> list[Detections]:
+        """frames: uint8 (N,H,W,3) RGB on the device -> one Detections per frame (frame pixels)."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 frames (N,H,W,3), got {tuple(frames.shape)} {frames.dtype}")
+        frames = frames.to(self.device)
+        n = frames.shape[0]
+        candidates = [self._run(self.short, self.short_anchors, *self._letterbox(frames, 128))]
+        if self.full_range:
+            candidates.append(self._run(self.full, self.full_anchors, *self._letterbox(frames, 192)))
+        tile = self._tile_size(frames.shape[1], frames.shape[2])
+        if tile is not None:
+            candidates.append(self._run(self.full, self.full_anchors, *self._tiles(frames, tile)))
+        boxes = torch.cat([c[0] for c in candidates])
+        points = torch.cat([c[1] for c in candidates])
+        scores = torch.cat([c[2] for c in candidates])
+        owner = torch.cat([c[3] for c in candidates])
+        return [weighted_nms(boxes[owner == i], points[owner == i], scores[owner == i]) for i in range(n)]
+
+    def _tile_size(self, height: int, width: int) -> int | None:
+        """Tile side in frame pixels, or None when the whole-frame passes already see `min_face`."""
+        if self.min_face is None:
+            return None
+        tile = int(self.min_face * 192 / FULL_RANGE_MIN_FACE)
+        return tile if max(height, width) > tile else None
+
+    def _letterbox(self, frames: torch.Tensor, size: int) -> tuple[torch.Tensor, _View]:
+        """Scale the frames to fit size x size, centred on black (MediaPipe's keep_aspect_ratio)."""
+        n, h, w, _ = frames.shape
+        scale = max(h, w) / size
+        new_h, new_w = min(size, round(h / scale)), min(size, round(w / scale))
+        top, left = (size - new_h) // 2, (size - new_w) // 2
+        x = resize_frames(frames, new_h, new_w)
+        x = F.pad(x, (left, size - new_w - left, top, size - new_h - top))
+        sx, sy = w / new_w, h / new_h
+        # Non-square rounding makes sx and sy differ by under a pixel's worth; their mean is exact enough.
+        s = (sx + sy) / 2
+        idx = torch.arange(n, device=self.device)
+        return x, _View(idx, torch.full((n,), -left * s, device=self.device),
+                        torch.full((n,), -top * s, device=self.device), s)
+
+    def _tiles(self, frames: torch.Tensor, tile: int) -> tuple[torch.Tensor, _View]:
+        """Overlapping 192x192 tiles of the frames reduced so that `tile` frame pixels span 192.
+
+        Neighbouring tiles overlap by at least a quarter tile, so a face of `min_face` pixels lies wholly
+        inside at least one tile.
+        """
+        n, h, w, _ = frames.shape
+        scale = tile / 192
+        rh, rw = round(h / scale), round(w / scale)
+        x = resize_frames(frames, rh, rw)
+        # A side shorter than one tile is padded with black, as the letterbox does.
+        x = F.pad(x, (0, max(0, 192 - rw), 0, max(0, 192 - rh)))
+        starts_y, starts_x = _tile_starts(x.shape[2], 192), _tile_starts(x.shape[3], 192)
+        crops = [x[:, :, y:y + 192, x0:x0 + 192] for y in starts_y for x0 in starts_x]
+        t = len(crops)
+        batch = torch.stack(crops, dim=1).reshape(n * t, 3, 192, 192)
+        sx, sy = w / rw, h / rh
+        s = (sx + sy) / 2
+        ox = torch.tensor([x0 for _ in starts_y for x0 in starts_x], device=self.device, dtype=torch.float32)
+        oy = torch.tensor([y for y in starts_y for _ in starts_x], device=self.device, dtype=torch.float32)
+        idx = torch.arange(n, device=self.device).repeat_interleave(t)
+        return batch, _View(idx, (ox * s).repeat(n), (oy * s).repeat(n), s)
+
+    def _run(self, net: nn.Module, anchors: torch.Tensor, images: torch.Tensor, view: _View):
+        """Run a detector on [0,1] images and decode the candidates above min_score into frame pixels.
+
+        Returns boxes (C,4), keypoints (C,6,2), scores (C,), frame index (C,).
+        """
+        size = images.shape[-1]
+        raw, logits = net(images * 2.0 - 1.0)
+        scores = torch.sigmoid(logits.clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT))
+        b, a = torch.nonzero(scores >= self.min_score, as_tuple=True)
+        raw = raw[b, a].reshape(-1, 8, 2)
+        # Offsets are in input pixels from the anchor centre; width and height are absolute.
+        centre = raw[:, 0] + anchors[a] * size
+        half = raw[:, 1] / 2
+        points = raw[:, 2:] + anchors[a, None] * size
+        boxes = torch.cat([centre - half, centre + half], dim=1)
+        valid = (half > 0).all(dim=1)
+        b, boxes, points, scores = b[valid], boxes[valid], points[valid], scores[b, a][valid]
+        offset = torch.stack([view.x0[b], view.y0[b]], dim=1)
+        boxes = boxes * view.scale + offset.repeat(1, 2)
+        points = points * view.scale + offset[:, None]
+        return boxes, points, scores, view.frame[b]
+
+
+def _tile_starts(length: int, tile: int) -> list[int]:
+    """Start offsets of tiles covering [0, length) with overlaps of at least a quarter tile."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - tile) / (tile * 3 / 4)) + 1
+    step = (length - tile) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def load_network(net: nn.Module, filename: str, device: torch.device) -> nn.Module:
+    """Fill `net` from the converted state dict weights/<filename> and put it on `device` in eval mode."""
+    path = WEIGHTS_DIR / filename
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run scripts/convert_mediapipe.py to make it")
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net.to(device).eval()
