@@ -13,11 +13,13 @@ input keeps its timing and the copied audio stays in sync.
 
 from __future__ import annotations
 
+import heapq
 import os
 import queue
 import threading
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,10 +34,15 @@ DEFAULT_PRESET = "veryfast"
 # Output time base when the caller gives none: 90 kHz is the MPEG clock, fine enough that any input
 # timestamp survives rounding to within a microsecond-scale tick.
 DEFAULT_TIME_BASE = Fraction(1, 90000)
-# Audio codecs that MP4/MOV can carry as-is; anything else (PCM, for instance) is re-encoded to AAC.
+# Audio codecs copied as-is into MP4/MOV. FFmpeg's muxer also accepts others (PCM as "ipcm"), but common
+# players do not play those, so they are re-encoded to AAC like any codec a container refuses.
+_MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"})
 _AUDIO_REENCODE_CODEC = "aac"
 # Demuxers that read single still images.
 _IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# Frames held back to put decode-order timestamps into presentation order (see FrameReader._timed_frames);
+# packed B-frames displace timestamps by one or two frames, H.264 B-pyramids by at most a few.
+_REORDER_DEPTH = 8
 # How often blocked queue operations wake up to see whether the other side has stopped.
 _POLL_S = 0.1
 
@@ -238,38 +245,16 @@ class FrameReader:
     def _decode_into_queue(self) -> None:
         container = _open_input(self.path)
         try:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
             frames: list[np.ndarray] = []
             pts: list[float] = []
             emitted = 0
             size: tuple[int, int] | None = None
-            fallback_step = 1.0 / self.info.fps if self.info.fps > 0 else 0.0
-            decoded = container.decode(stream)
-            while not self._stop.is_set():
-                try:
-                    frame = next(decoded, None)
-                except av.error.FFmpegError as exc:
-                    if emitted + len(frames) == 0:
-                        raise _open_error(self.path, exc) from exc
-                    warnings.warn(
-                        f"{self.path}: decoding stopped after {emitted + len(frames)} frames: "
-                        f"{_one_line(getattr(exc, 'strerror', None) or exc)}",
-                        stacklevel=2,
-                    )
-                    break
-                if frame is None:
-                    break
+            for frame, t in self._timed_frames(container):
                 if size is None:
                     size = (frame.width, frame.height)
                 rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
                 turns = _upright_quarter_turns(frame)
                 frames.append(np.rot90(rgb, turns) if turns else rgb)
-                t = _frame_seconds(frame, stream)
-                if t is None:
-                    # Only streams that carry no timestamps at all land here (raw elementary
-                    # streams); the nominal rate is the only timing there is.
-                    t = (pts[-1] + fallback_step) if pts else 0.0
                 pts.append(t)
                 if len(frames) == self.batch_size:
                     if not self._put(FrameBatch(np.stack(frames), np.asarray(pts, np.float64), emitted)):
@@ -283,6 +268,49 @@ class FrameReader:
                 raise MediaError(f"{self.path}: no decodable video frames (truncated or corrupt file)")
         finally:
             container.close()
+
+    def _timed_frames(self, container: av.container.InputContainer):
+        """Yield (frame, seconds) in presentation order until the end, an error, or close().
+
+        Decoders emit frames in presentation order, but some containers hand out timestamps in decode
+        order (AVI with packed B-frames: 1, 2, 3, 5, 4, ...). Holding a few frames and pairing each with
+        the smallest pending timestamp restores presentation times; for well-formed streams it changes
+        nothing.
+        """
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fallback_step = 1.0 / self.info.fps if self.info.fps > 0 else 0.0
+        held: deque[av.VideoFrame] = deque()
+        times: list[float] = []
+        last_t: float | None = None
+        decoded = container.decode(stream)
+        count = 0
+        while not self._stop.is_set():
+            try:
+                frame = next(decoded, None)
+            except av.error.FFmpegError as exc:
+                if count == 0:
+                    raise _open_error(self.path, exc) from exc
+                warnings.warn(
+                    f"{self.path}: decoding stopped after {count} frames: "
+                    f"{_one_line(getattr(exc, 'strerror', None) or exc)}"
+                )
+                break
+            if frame is None:
+                break
+            count += 1
+            t = _frame_seconds(frame, stream)
+            if t is None:
+                # Only streams without any timestamps land here (raw elementary streams); the
+                # nominal rate is the only timing there is.
+                t = last_t + fallback_step if last_t is not None else 0.0
+            last_t = t
+            held.append(frame)
+            heapq.heappush(times, t)
+            if len(held) > _REORDER_DEPTH:
+                yield held.popleft(), heapq.heappop(times)
+        while held and not self._stop.is_set():
+            yield held.popleft(), heapq.heappop(times)
 
     def __iter__(self) -> FrameReader:
         return self
@@ -455,15 +483,20 @@ class VideoWriter:
         if self._audio_in is None:
             return
         template = self._audio_in.streams.audio[0]
-        try:
-            self._audio_out = self._container.add_stream_from_template(template)
-        except ValueError:
-            # The output container refuses this codec (PCM into MP4, for instance): re-encode.
-            self._audio_copy = False
+        mp4_like = self._container.format.name in ("mp4", "mov")
+        self._audio_copy = template.codec_context.name in _MP4_AUDIO_COPY or not mp4_like
+        if self._audio_copy:
+            try:
+                self._audio_out = self._container.add_stream_from_template(template)
+            except ValueError:  # the output container refuses this codec
+                self._audio_copy = False
+        if not self._audio_copy:
             self._audio_out = self._container.add_stream(
                 _AUDIO_REENCODE_CODEC, rate=template.codec_context.sample_rate
             )
-            self._audio_out.layout = template.codec_context.layout
+            # The default layout for the channel count: PCM often carries an unordered "N channels"
+            # layout, which the AAC encoder rejects.
+            self._audio_out.layout = av.AudioLayout(f"{template.codec_context.channels}c")
         self._audio_packets = self._audio_in.demux(template)
 
     def _pump_audio(self, until_s: float | None) -> None:
