@@ -169,6 +169,27 @@ def test_io_floor_times_a_resized_copy(tmp_path):
     assert (info.width, info.height) == (242, 120) and info.has_audio
 
 
+def test_truncated_streamable_clip_gives_its_first_frames(tmp_path):
+    # moov first (faststart), so a cut file still has its index and the frames before the cut.
+    src = tmp_path / "whole.mp4"
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(60)]
+    with av.open(str(src), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    decoded, pts = read_all(cut)
+    assert 0 < len(decoded) < 60
+    np.testing.assert_allclose(pts, np.arange(len(decoded)) / 30, atol=1e-6)
+
+
 # --- unreadable inputs ---------------------------------------------------------------------------------
 
 

@@ -103,7 +103,9 @@ def _open_error(path: Path, exc: BaseException) -> MediaError:
         return MediaError(f"{path}: cannot read file (permission denied)")
     reason = _one_line(getattr(exc, "strerror", None) or exc)
     if isinstance(exc, av.error.InvalidDataError):
-        return MediaError(f"{path}: not a readable video or image (corrupt or unsupported: {reason})")
+        return MediaError(
+            f"{path}: not a readable video or image (corrupt, truncated or unsupported format: {reason})"
+        )
     return MediaError(f"{path}: cannot read media ({type(exc).__name__}: {reason})")
 
 
