@@ -206,8 +206,8 @@ class SkinIndex:
 
 def skin_index(style: Style) -> SkinIndex:
     """A colour index over the style's palette (tiny: built in memory each time)."""
-    names = tuple(style.palette)
-    colours = tuple(style.palette[n] for n in names)
+    names = tuple(name for name, _ in style.palette)
+    colours = tuple(colour for _, colour in style.palette)
     rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colours], dtype=np.float32)
     index = faiss.IndexFlatL2(3)
     index.add(np.ascontiguousarray(rgb_to_lab(rgb)))

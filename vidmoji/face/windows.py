@@ -202,3 +202,28 @@ def skin_colours(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Te
     src = frames[frame_index].permute(0, 3, 1, 2).float()
     samples = F.grid_sample(src, norm, align_corners=False)              # (F, 3, 3, 25)
     return samples.flatten(2).median(dim=2).values
+
+
+def part_rgb_crops(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor,
+                   size: int = 224) -> dict[str, torch.Tensor]:
+    """RGB crops of each slot's window (the same square as the label window, in the part's own frame).
+
+    frames: (N, H, W, 3) uint8 RGB; frame_index: (F,) long; mesh: (F, 468, >=2) pixels. Returns
+    {slot: (F, 3, size, size) float32 in [0, 1]}, for embedders that look at pixels (resnet50).
+    """
+    n, h, w, _ = frames.shape
+    src = frames[frame_index].permute(0, 3, 1, 2).float() / 255.0
+    out = {}
+    for slot, frame in local_frames(mesh[..., :2].float()).items():
+        wf = parts.WINDOW_FRAMES[slot]
+        half_px = wf.half / frame.scale                                  # (F,) window half-size in pixels
+        u = frame.axis
+        v = torch.stack([-u[:, 1], u[:, 0]], -1)
+        centre = frame.anchor + (wf.cx * u + wf.cy * v) / frame.scale[:, None]
+        theta = torch.stack([
+            torch.stack([u[:, 0] * half_px * 2 / w, v[:, 0] * half_px * 2 / w, centre[:, 0] * 2 / w - 1], -1),
+            torch.stack([u[:, 1] * half_px * 2 / h, v[:, 1] * half_px * 2 / h, centre[:, 1] * 2 / h - 1], -1),
+        ], 1)
+        grid = F.affine_grid(theta, [len(src), 3, size, size], align_corners=False)
+        out[slot] = F.grid_sample(src, grid, align_corners=False, padding_mode="border")
+    return out

@@ -1,0 +1,113 @@
+"""Composing avatar frames: cached RGBA layers of the chosen parts, blended on the style's canvas, then
+placed to follow the head (roll, position, scale) in one of three layouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from vidmoji import parts
+from vidmoji.avatar.templates import Style, render_part_layer
+
+BACKGROUND = (245, 245, 240)
+# The avatar's head follows the face's scale and position only within these bounds, so a face walking
+# off-centre does not take the avatar out of the picture.
+_SCALE_RANGE = (0.75, 1.3)
+_SHIFT_LIMIT = 0.2
+
+
+@dataclass(frozen=True)
+class HeadPose:
+    """Where a face is in its frame: centre (x, y) pixels, inter-ocular distance pixels, roll radians
+    (positive turns the face clockwise on screen)."""
+
+    centre: tuple[float, float]
+    iod: float
+    roll: float
+
+
+def head_pose(mesh: np.ndarray) -> HeadPose:
+    """HeadPose of a (468, >=2) mesh in frame pixels."""
+    right = mesh[list(parts.EYE_RIGHT), :2].mean(0)
+    left = mesh[list(parts.EYE_LEFT), :2].mean(0)
+    mouth = mesh[list(parts.MOUTH_CORNERS), :2].mean(0)
+    d = left - right
+    centre = (right + left) / 2 * 0.6 + mouth * 0.4
+    return HeadPose((float(centre[0]), float(centre[1])), float(np.hypot(*d)), float(np.arctan2(d[1], d[0])))
+
+
+class AvatarComposer:
+    """Avatar pictures of one style, skin colour and size, cached per choice of parts."""
+
+    def __init__(self, style: Style, skin: str, size: int):
+        self.style, self.skin, self.size = style, skin, size
+        self._parts = {p.id: p for p in style.parts}
+
+    @lru_cache(maxsize=256)
+    def avatar(self, choice: tuple[str, ...]) -> np.ndarray:
+        """(size, size, 4) uint8 RGBA (premultiplied-free, straight alpha) of the parts in `choice`
+        (one part id per slot, in parts.SLOTS order)."""
+        out = np.zeros((self.size, self.size, 4), np.float32)
+        for part_id in choice:
+            layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size).astype(np.float32)
+            a = layer[..., 3:] / 255.0
+            out[..., :3] = layer[..., :3] * a + out[..., :3] * (1 - a)
+            out[..., 3:] = 255.0 * a + out[..., 3:] * (1 - a)
+        return out.round().astype(np.uint8)
+
+
+def _blend(dst: np.ndarray, rgba: np.ndarray, opacity: float = 1.0) -> None:
+    a = rgba[..., 3:].astype(np.float32) * (opacity / 255.0)
+    dst[:] = (rgba[..., :3] * a + dst * (1 - a)).round().astype(np.uint8)
+
+
+def _warp(rgba: np.ndarray, centre: tuple[float, float], scale: float, roll: float,
+          out_w: int, out_h: int) -> np.ndarray:
+    """Place an avatar (S, S, 4) with its centre at `centre`, scaled and rotated by roll (radians)."""
+    s = rgba.shape[0]
+    m = cv2.getRotationMatrix2D((s / 2, s / 2), -np.degrees(roll), scale)
+    m[:, 2] += np.array(centre) - np.array([s / 2, s / 2])
+    return cv2.warpAffine(rgba, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(0, 0, 0, 0))
+
+
+def avatar_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose | None,
+                 opacity: float = 1.0) -> np.ndarray:
+    """The `avatar` layout: (S, S, 3) uint8 with the avatar following the head's roll, and its scale and
+    position relative to the clip's typical pose (`reference`), within bounds."""
+    s = avatar.shape[0]
+    frame = np.empty((s, s, 3), np.uint8)
+    frame[:] = BACKGROUND
+    if pose is None or reference is None:
+        centre, scale, roll = (s / 2, s / 2), 1.0, 0.0
+    else:
+        scale = float(np.clip(pose.iod / max(reference.iod, 1e-6), *_SCALE_RANGE))
+        shift = (np.array(pose.centre) - np.array(reference.centre)) / max(reference.iod, 1e-6)
+        shift = np.clip(shift * 0.25, -_SHIFT_LIMIT, _SHIFT_LIMIT) * s
+        centre, roll = (s / 2 + shift[0], s / 2 + shift[1]), pose.roll
+    _blend(frame, _warp(avatar, centre, 0.85 * scale, roll, s, s), opacity)
+    return frame
+
+
+def overlay_frame(frame: np.ndarray, avatars: list[tuple[np.ndarray, HeadPose]], face_cover: float = 3.2,
+                  opacity: float = 1.0) -> np.ndarray:
+    """The `overlay` layout: each avatar drawn over its face in the original (H, W, 3) uint8 frame.
+
+    face_cover: avatar width in inter-ocular distances (a drawn head is about 3 of them wide).
+    """
+    out = frame.copy()
+    h, w = frame.shape[:2]
+    for avatar, pose in avatars:
+        scale = face_cover * pose.iod / avatar.shape[0]
+        _blend(out, _warp(avatar, pose.centre, scale, pose.roll, w, h), opacity)
+    return out
+
+
+def side_by_side_frame(frame: np.ndarray, avatar_rgb: np.ndarray) -> np.ndarray:
+    """The `side-by-side` layout: the original frame, then the avatar frame scaled to its height."""
+    h = frame.shape[0]
+    right = cv2.resize(avatar_rgb, (h, h), interpolation=cv2.INTER_AREA)
+    return np.concatenate([frame, right], 1)

@@ -1,0 +1,536 @@
+"""The frame's path, top to bottom: decode, locate, align, parse, embed, match, smooth, compose, encode.
+
+`render_media` (the product), `parse_media` (what the parser sees), `plot_media` (the embedding
+diagnostic) and `build_style_indexes` are the library calls behind the CLI's commands.
+
+A render makes two passes over the clip. The first decodes, locates the faces and keeps their meshes
+(a few kB per frame). Between the passes the whole clip is known, so each part is calibrated to the
+subject's own baseline and the choice of parts is smoothed over time (Viterbi). The second pass composes
+and encodes; it decodes again only when the layout shows the original frames.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from vidmoji import parts
+from vidmoji.avatar.compose import (AvatarComposer, HeadPose, avatar_frame, head_pose, overlay_frame,
+                                    side_by_side_frame)
+from vidmoji.avatar.index import PartIndex, build_indexes, load_indexes, skin_index
+from vidmoji.avatar.templates import Style, compose_svg, list_styles, load_style
+from vidmoji.device import choose_device
+from vidmoji.embed.base import Embedder, embed_slot
+from vidmoji.embed.registry import load_embedder
+from vidmoji.errors import VidmojiError
+from vidmoji.face.align import alignment_matrices, invert_affine, warp_crops
+from vidmoji.face.locate import FaceLocator
+from vidmoji.face.parse import colorize, mesh_label_map
+from vidmoji.face.windows import Calibration, measure, part_rgb_crops, part_windows, skin_colours
+from vidmoji.match import SlotMatches, match_windows
+from vidmoji.progress import Progress, log
+from vidmoji.smooth import count_switches, make_smoother
+from vidmoji.video import FrameReader, VideoWriter, probe, write_image_atomic, write_text_atomic
+
+BATCH = 32
+TOP_K = 5
+# A frame without a face holds the last avatar for this long, then fades out over _FADE_S.
+_HOLD_S = 1.0
+_FADE_S = 0.5
+
+
+class NoFaceError(VidmojiError):
+    """No face was found anywhere in the input."""
+
+
+# --- pass 1: faces ----------------------------------------------------------------------------------------
+@dataclass
+class FaceTrack:
+    """The faces of a whole clip, main face followed across frames.
+
+    pts: (T,) float64 seconds; has_face: (T,) bool; mesh: (T, 468, 3) float32 frame pixels of the main
+    face (NaN where none); skin: (T, 3) float32 RGB of the main face; others: per frame the (468, 3)
+    meshes of the other faces; rgb_embeddings: {slot: (T, D)} when an RGB embedder ran in pass 1.
+    """
+
+    pts: np.ndarray
+    has_face: np.ndarray
+    mesh: np.ndarray
+    skin: np.ndarray
+    others: list[list[np.ndarray]]
+    width: int
+    height: int
+    rgb_embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / max(union, 1e-6)
+
+
+def _mesh_box(mesh: np.ndarray) -> np.ndarray:
+    return np.concatenate([mesh[:, :2].min(0), mesh[:, :2].max(0)])
+
+
+def pick_main_face(meshes: list[np.ndarray], previous_box: np.ndarray | None) -> int | None:
+    """The most prominent face, kept across frames: the one overlapping the previous main face when it is
+    at least 40% as large as the largest, else the largest."""
+    if not meshes:
+        return None
+    boxes = [_mesh_box(m) for m in meshes]
+    areas = np.array([(b[2] - b[0]) * (b[3] - b[1]) for b in boxes])
+    if previous_box is not None:
+        ious = np.array([_box_iou(b, previous_box) for b in boxes])
+        best = int(ious.argmax())
+        if ious[best] > 0.3 and areas[best] >= 0.4 * areas.max():
+            return best
+    return int(areas.argmax())
+
+
+def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | None = None,
+                progress: Progress | None = None) -> FaceTrack:
+    """Pass 1: decode the clip in batches, locate and mesh every face on the device, follow the main one."""
+    locator = FaceLocator(device)
+    pts, has_face, meshes, skins, others = [], [], [], [], []
+    rgb: dict[str, list[np.ndarray]] = {s: [] for s in parts.SLOTS}
+    previous_box = None
+    with FrameReader(source, batch_size=BATCH) as reader:
+        info = reader.info
+        nan_mesh = np.full((468, 3), np.nan, np.float32)
+        for batch in reader:
+            frames = torch.from_numpy(batch.frames).to(device)
+            faces = locator.track(frames)
+            main_idx, main_mesh = [], []
+            for i, frame_faces in enumerate(faces):
+                face_meshes = [f.mesh.float().cpu().numpy() for f in frame_faces]
+                k = pick_main_face(face_meshes, previous_box)
+                if k is None:
+                    meshes.append(nan_mesh)
+                    others.append([])
+                    has_face.append(False)
+                    continue
+                previous_box = _mesh_box(face_meshes[k])
+                meshes.append(face_meshes[k])
+                others.append([m for j, m in enumerate(face_meshes) if j != k])
+                has_face.append(True)
+                main_idx.append(i)
+                main_mesh.append(frame_faces[k].mesh)
+            skin_rows = np.full((len(batch.pts_s), 3), np.nan, np.float32)
+            if main_idx:
+                index = torch.tensor(main_idx, device=device)
+                mesh_t = torch.stack(main_mesh).to(device)
+                skin_rows[main_idx] = skin_colours(frames, index, mesh_t).cpu().numpy()
+                if rgb_embedder is not None:
+                    crops = part_rgb_crops(frames, index, mesh_t)
+                    for slot in parts.SLOTS:
+                        full = np.full((len(batch.pts_s), 2048), np.nan, np.float32)
+                        full[main_idx] = embed_slot(rgb_embedder, slot, crops[slot]).float().cpu().numpy()
+                        rgb[slot].append(full)
+            elif rgb_embedder is not None:
+                for slot in parts.SLOTS:
+                    rgb[slot].append(np.full((len(batch.pts_s), 2048), np.nan, np.float32))
+            skins.append(skin_rows)
+            pts.append(batch.pts_s)
+            if progress:
+                progress.advance(len(batch.pts_s))
+    return FaceTrack(np.concatenate(pts), np.array(has_face, bool), np.stack(meshes), np.concatenate(skins),
+                     others, info.width, info.height,
+                     {s: np.concatenate(v) for s, v in rgb.items() if v} if rgb_embedder else {})
+
+
+# --- between the passes: calibrate, embed, match, smooth -----------------------------------------------
+@dataclass(frozen=True)
+class PartChoices:
+    """The chosen part of every slot for every frame.
+
+    rows: {slot: (T,) int64 row in the slot's PartIndex, -1 where no face}; matches: {slot: SlotMatches
+    over the frames with a face}; similarity: {slot: (T,) float32 cosine of the chosen part, NaN where
+    no face}; calibration: the subject's baseline used.
+    """
+
+    rows: dict[str, np.ndarray]
+    matches: dict[str, SlotMatches]
+    similarity: dict[str, np.ndarray]
+    calibration: Calibration
+
+
+def face_windows(meshes: np.ndarray, calibration: Calibration, device: torch.device,
+                 batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Calibrated part windows of (F, 468, 3) meshes, computed in batches on the device."""
+    chunks: dict[str, list[torch.Tensor]] = {s: [] for s in parts.SLOTS}
+    for i in range(0, len(meshes), batch_size):
+        w = part_windows(torch.from_numpy(meshes[i:i + batch_size]).to(device), calibration)
+        for slot in parts.SLOTS:
+            chunks[slot].append(w[slot])
+    return {s: torch.cat(c) if c else torch.zeros((0, len(parts.SLOT_CHANNELS[s]), parts.WINDOW_SIZE,
+                                                  parts.WINDOW_SIZE), device=device)
+            for s, c in chunks.items()}
+
+
+def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIndex], smooth: str,
+                 device: torch.device, k: int = TOP_K) -> PartChoices:
+    """Calibrate, embed and match the main face of every frame, then smooth each slot over time."""
+    present = np.flatnonzero(track.has_face)
+    mesh = track.mesh[present]
+    if len(present) >= 15:
+        calibration = Calibration.from_measures(measure(torch.from_numpy(mesh)))
+    else:
+        calibration = Calibration.default()
+    if embedder.kind == "label":
+        matches = match_windows(embedder, indexes, face_windows(mesh, calibration, device), k)
+    else:
+        matches = {}
+        for slot in parts.SLOTS:
+            emb = track.rgb_embeddings[slot][present]
+            sims, rows = indexes[slot].search(emb, k)
+            matches[slot] = SlotMatches(emb, sims, rows)
+    smoother = make_smoother(smooth)
+    t = len(track.pts)
+    rows_out, sim_out = {}, {}
+    for slot in parts.SLOTS:
+        m = matches[slot]
+        ids = np.full((t, m.rows.shape[1]), -1, np.int64)
+        sims = np.zeros((t, m.rows.shape[1]), np.float32)
+        ids[present], sims[present] = m.rows, m.sims
+        chosen = smoother.smooth(ids, sims)
+        rows_out[slot] = chosen
+        sim_out[slot] = chosen_similarity(m.embeddings, indexes[slot], chosen[present], present, t)
+    return PartChoices(rows_out, matches, sim_out, calibration)
+
+
+def chosen_similarity(embeddings: np.ndarray, index: PartIndex, rows: np.ndarray, present: np.ndarray,
+                      t: int) -> np.ndarray:
+    """(T,) cosine similarity between each face embedding and the part finally chosen (NaN: no face)."""
+    out = np.full(t, np.nan, np.float32)
+    if len(rows):
+        a = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        v = index.vectors[rows]
+        b = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        out[present] = (a * b).sum(1)
+    return out
+
+
+def other_faces_choices(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIndex],
+                        device: torch.device) -> list[list[tuple[str, ...]]]:
+    """For overlay: every other face's parts, frame by frame (no subject baseline: population defaults)."""
+    flat = [m for frame in track.others for m in frame]
+    if not flat or embedder.kind != "label":
+        return [[] for _ in track.others] if embedder.kind == "label" else [[] for _ in track.others]
+    matches = match_windows(embedder, indexes, face_windows(np.stack(flat), Calibration.default(), device), 1)
+    ids = [tuple(indexes[s].part_ids[int(matches[s].rows[i, 0])] for s in parts.SLOTS) for i in range(len(flat))]
+    out, i = [], 0
+    for frame in track.others:
+        out.append(ids[i:i + len(frame)])
+        i += len(frame)
+    return out
+
+
+# --- the render -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RenderOptions:
+    """Options of `render_media` (see `vidmoji render --help`)."""
+
+    output: Path | None = None
+    style: str = "flat"
+    embedder: str = "ae"
+    weights: Path | None = None
+    size: int = 512
+    layout: str = "avatar"
+    smooth: str = "viterbi"
+    timeline: Path | None = None
+    templates: Path | None = None
+    parser: str = "mesh"
+    parser_weights: Path | None = None
+    device: str = "auto"
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What a render did: frames, share with a face, part switches per second, wall time, paths."""
+
+    frames: int
+    face_share: float
+    switches_per_s: float
+    wall_s: float
+    written: tuple[Path, ...]
+    device: str
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.wall_s, 1e-9)
+
+    def summary(self) -> str:
+        paths = "\n".join(f"  wrote {p}" for p in self.written)
+        return (f"{self.frames} frames, face in {self.face_share:.0%}, {self.switches_per_s:.2f} part switches/s, "
+                f"{self.wall_s:.1f} s ({self.fps:.1f} fps on {self.device})\n{paths}")
+
+
+def _default_output(source: Path, is_image: bool, suffix: str) -> Path:
+    return source.with_name(f"{source.stem}_{suffix}{'.png' if is_image else '.mp4'}")
+
+
+def _output_size(layout: str, size: int, width: int, height: int) -> tuple[int, int]:
+    if layout == "avatar":
+        return size, size
+    if layout == "overlay":
+        return width, height
+    return width + height, height
+
+
+def _check_layout(layout: str, parser: str, parser_weights: Path | None) -> None:
+    if layout not in ("avatar", "side-by-side", "overlay"):
+        raise VidmojiError(f"unknown layout {layout!r}: choose avatar, side-by-side or overlay")
+    if parser == "bisenet":
+        from vidmoji.face.bisenet import BiSeNetParser  # noqa: F401  (checked for its weights below)
+        if parser_weights is None or not Path(parser_weights).is_file():
+            from vidmoji.face.bisenet import ParserWeightsError
+            raise ParserWeightsError(f"BiSeNet weights not found at {parser_weights}: download 79999_iter.pth "
+                                     "from face-parsing.PyTorch and pass --parser-weights PATH")
+
+
+def load_style_and_indexes(style_name: str, embedder_name: str, weights: Path | None, templates: Path | None,
+                           device: torch.device) -> tuple[Style, Embedder, dict[str, PartIndex]]:
+    """The style, the embedder on the device, and the style's indexes for it (rebuilt when stale)."""
+    style = load_style(style_name, templates)
+    embedder = load_embedder(embedder_name, device, weights)
+    return style, embedder, load_indexes(style, embedder, device, log=log)
+
+
+def _choice_ids(indexes: dict[str, PartIndex], rows: dict[str, np.ndarray], i: int) -> tuple[str, ...] | None:
+    if rows[parts.SLOTS[0]][i] < 0:
+        return None
+    return tuple(indexes[s].part_ids[int(rows[s][i])] for s in parts.SLOTS)
+
+
+def render_media(source: Path, options: RenderOptions) -> RenderResult:
+    """Render the avatar video (or, for a still image, the avatar PNG and SVG) of `source`."""
+    start = time.perf_counter()
+    source = Path(source)
+    info = probe(source)
+    _check_layout(options.layout, options.parser, options.parser_weights)
+    device = choose_device(options.device)
+    log(f"device: {device}")
+    style, embedder, indexes = load_style_and_indexes(options.style, options.embedder, options.weights,
+                                                     options.templates, device)
+    output = Path(options.output) if options.output else _default_output(source, info.is_image, "avatar")
+
+    with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
+        track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress)
+    if not track.has_face.any() and info.is_image:
+        raise NoFaceError(f"no face found in {source}")
+    if not track.has_face.any():
+        log(f"no face found in {source}: the video shows the empty background")
+
+    choices = choose_parts(track, embedder, indexes, options.smooth, device)
+    skin_rgb = np.nanmedian(track.skin[track.has_face], axis=0) if track.has_face.any() else None
+    skins = skin_index(style)
+    skin = skins.names[skins.nearest(skin_rgb[None])[0]] if skin_rgb is not None else style.default_skin
+    composer = AvatarComposer(style, skin, options.size)
+    others = other_faces_choices(track, embedder, indexes, device) if options.layout == "overlay" else None
+
+    written = []
+    if info.is_image:
+        written += _write_image(output, track, choices, indexes, style, skin, composer, options, source, others)
+    else:
+        with Progress("render", len(track.pts), enabled=options.show_progress) as progress:
+            _write_video(source, output, info.fps, info.time_base, track, choices, indexes, composer,
+                         options, others, progress)
+        written.append(output)
+    if options.timeline:
+        write_text_atomic(options.timeline, json.dumps(timeline(track, choices, indexes, style, embedder), indent=1))
+        written.append(Path(options.timeline))
+    switches = np.mean([count_switches(choices.rows[s], track.pts) for s in parts.SLOTS]) if len(track.pts) else 0.0
+    return RenderResult(len(track.pts), float(track.has_face.mean()), float(switches),
+                        time.perf_counter() - start, tuple(written), str(device))
+
+
+def _write_image(output, track, choices, indexes, style, skin, composer, options, source, others) -> list[Path]:
+    choice = _choice_ids(indexes, choices.rows, 0)
+    avatar = composer.avatar(choice)
+    if options.layout == "avatar":
+        write_image_atomic(output, avatar)
+        svg_path = output.with_suffix(".svg")
+        write_text_atomic(svg_path, compose_svg(style, dict(zip(parts.SLOTS, choice)), skin))
+        return [output, svg_path]
+    frame = next(iter(FrameReader(source, batch_size=1))).frames[0]
+    write_image_atomic(output, _layout_frame(frame, avatar, head_pose(track.mesh[0]), head_pose(track.mesh[0]),
+                                             options.layout, composer, others[0] if others else [], 1.0))
+    return [output]
+
+
+def _layout_frame(frame, avatar, pose, reference, layout, composer, other_choices, opacity) -> np.ndarray:
+    if layout == "overlay":
+        placed = [(avatar, pose)] if avatar is not None and pose is not None else []
+        placed += [(composer.avatar(c), p) for c, p in other_choices]
+        return overlay_frame(frame, placed, opacity=opacity)
+    face = avatar_frame(avatar, pose, reference, opacity) if avatar is not None else avatar_frame(
+        np.zeros((composer.size, composer.size, 4), np.uint8), None, None)
+    return face if layout == "avatar" else side_by_side_frame(frame, face)
+
+
+def _write_video(source, output, fps, time_base, track, choices, indexes, composer, options, others,
+                 progress) -> None:
+    width, height = _output_size(options.layout, options.size, track.width, track.height)
+    present = np.flatnonzero(track.has_face)
+    reference = None
+    if len(present):
+        ref_mesh = np.nanmedian(track.mesh[present], axis=0)
+        reference = head_pose(ref_mesh)
+    frames_iter = _frames(source) if options.layout != "avatar" else None
+    last_choice, last_pose, last_face_t = None, None, None
+    with VideoWriter(output, width, height, fps, time_base, audio_from=source) as writer:
+        for i, t in enumerate(track.pts):
+            frame = next(frames_iter) if frames_iter is not None else None
+            choice = _choice_ids(indexes, choices.rows, i)
+            opacity = 1.0
+            if choice is not None:
+                last_choice, last_pose, last_face_t = choice, head_pose(track.mesh[i]), t
+            elif last_face_t is not None:
+                opacity = float(np.clip(1 - (t - last_face_t - _HOLD_S) / _FADE_S, 0.0, 1.0))
+            avatar = composer.avatar(last_choice) if last_choice is not None and opacity > 0 else None
+            other_choices = []
+            if others is not None:
+                other_choices = [(c, head_pose(m)) for c, m in zip(others[i], track.others[i])]
+            out = _layout_frame(frame, avatar, last_pose, reference, options.layout, composer, other_choices,
+                                opacity)
+            writer.write(out, float(t))
+            progress.advance(1)
+
+
+def _frames(source: Path) -> Iterator[np.ndarray]:
+    with FrameReader(source, batch_size=BATCH) as reader:
+        for batch in reader:
+            yield from batch.frames
+
+
+def timeline(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartIndex], style: Style,
+             embedder: Embedder) -> dict:
+    """Per frame: time, face found, and per slot the chosen part id, its tags and the similarity."""
+    frames = []
+    for i, t in enumerate(track.pts):
+        entry = {"t": round(float(t), 6), "face": bool(track.has_face[i])}
+        if track.has_face[i]:
+            entry["parts"] = {
+                s: {"id": indexes[s].part_ids[int(choices.rows[s][i])],
+                    "tags": list(indexes[s].tags[int(choices.rows[s][i])]),
+                    "similarity": round(float(choices.similarity[s][i]), 4)}
+                for s in parts.SLOTS}
+        frames.append(entry)
+    cal = choices.calibration
+    return {"style": style.name, "embedder": embedder.name,
+            "calibration": {"eye_open": cal.eye_open, "brow_rest": cal.brow_rest, "rest_gap": cal.rest_gap},
+            "frames": frames}
+
+
+# --- parse ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParseOptions:
+    """Options of `parse_media`."""
+
+    parser: str = "mesh"
+    parser_weights: Path | None = None
+    device: str = "auto"
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    frames: int
+    faces: int
+    written: Path
+
+    def summary(self) -> str:
+        return f"{self.frames} frame(s), {self.faces} face(s) parsed\n  wrote {self.written}"
+
+
+def draw_parse(frames: torch.Tensor, faces: list[list], parser=None) -> tuple[np.ndarray, int]:
+    """Frames (N, H, W, 3) uint8 on the device with each face's label map (half transparent) and mesh
+    points drawn over them. Returns (N, H, W, 3) uint8 numpy and the number of faces drawn."""
+    out = frames.cpu().numpy().copy()
+    index = [i for i, ff in enumerate(faces) for _ in ff]
+    if not index:
+        return out, 0
+    mesh = torch.stack([f.mesh for ff in faces for f in ff]).float()
+    matrices = alignment_matrices(mesh)
+    if parser is None:
+        from vidmoji.face.align import transform_points
+        labels = mesh_label_map(transform_points(matrices, mesh))
+    else:
+        labels = parser.parse(warp_crops(frames, torch.tensor(index, device=frames.device), matrices))
+    colours = colorize(labels).cpu().numpy()
+    mask = (labels > 0).cpu().numpy().astype(np.uint8)
+    inverse = invert_affine(matrices).cpu().numpy()
+    h, w = out.shape[1:3]
+    for j, i in enumerate(index):
+        col = cv2.warpAffine(colours[j], inverse[j], (w, h), flags=cv2.INTER_NEAREST)
+        m = cv2.warpAffine(mask[j], inverse[j], (w, h), flags=cv2.INTER_NEAREST).astype(bool)
+        out[i][m] = (0.5 * out[i][m] + 0.5 * col[m]).astype(np.uint8)
+        r = max(1, int(round(w / 500)))
+        for x, y in mesh[j, :, :2].cpu().numpy():
+            cv2.circle(out[i], (int(round(x)), int(round(y))), r, (255, 255, 255), -1, cv2.LINE_AA)
+    return out, len(index)
+
+
+def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResult:
+    """Write `source` (image or clip) with the mesh and the label map of every face drawn over it."""
+    source, output = Path(source), Path(output)
+    info = probe(source)
+    device = choose_device(options.device)
+    log(f"device: {device}")
+    parser = None
+    if options.parser == "bisenet":
+        from vidmoji.face.bisenet import BiSeNetParser
+        parser = BiSeNetParser(options.parser_weights, device)
+    locator = FaceLocator(device)
+    total_faces, total_frames = 0, 0
+    to_video = output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+    if not to_video and not info.is_image:
+        raise VidmojiError(f"{source} is a video: write it to a video file (e.g. -o parsed.mp4)")
+    writer = VideoWriter(output, info.width, info.height, info.fps or 25.0, info.time_base,
+                         audio_from=source) if to_video else None
+    try:
+        with FrameReader(source, batch_size=BATCH) as reader, \
+                Progress("parse", info.frame_count, enabled=options.show_progress) as progress:
+            for batch in reader:
+                frames = torch.from_numpy(batch.frames).to(device)
+                drawn, n = draw_parse(frames, locator.detect_and_mesh(frames), parser)
+                total_faces += n
+                total_frames += len(drawn)
+                for img, t in zip(drawn, batch.pts_s):
+                    if writer is not None:
+                        writer.write(img, float(t))
+                    else:
+                        write_image_atomic(output, img)
+                progress.advance(len(drawn))
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return ParseResult(total_frames, total_faces, output)
+
+
+# --- indexes ----------------------------------------------------------------------------------------------
+def build_style_indexes(style: str | None, embedder_name: str, weights: Path | None, templates: Path | None,
+                        device_name: str) -> Iterator[str]:
+    """Build the FAISS indexes of one style (or all when style is None); yields one line per index built."""
+    device = choose_device(device_name)
+    embedder = load_embedder(embedder_name, device, weights)
+    names = [style] if style else list_styles(templates)
+    for name in names:
+        s = load_style(name, templates)
+        out = build_indexes(s, embedder, device)
+        counts = ", ".join(f"{slot} {sum(p.slot == slot for p in s.parts)}" for slot in parts.SLOTS)
+        yield f"indexed style {name!r} with {embedder.name} ({counts}): wrote {out}"
