@@ -150,7 +150,7 @@ LOOKS = (
         face=Placement(256, 264, 3.25), eye_right=Placement(190, 236, 1.0), eye_left=Placement(322, 236, 1.0),
         nose=Placement(256, 302, 0.42), mouth=Placement(256, 354, 1.2),
         ink="#3B2614", line_px=2.5, eye_fill="#FFFFFF", iris="#7B4B2A", pupil="#24160C",
-        eye_roundness=0.75, lashes=False, brow="#4E2F18", brow_thickness=16.0,
+        eye_roundness=0.75, lashes=False, brow="#4E2F18", brow_thickness=15.0,
         upper_lip="#C24E3A", lower_lip="#D8654E", inner_mouth="#5A1A1A", tongue="#E07078",
         teeth="#FFFFFF", lip_outline=False, cupid_bow=0.25, nose_style="shade", blush=None,
     ),
@@ -161,7 +161,7 @@ LOOKS = (
         face=Placement(256, 264, 3.25), eye_right=Placement(190, 238, 1.0), eye_left=Placement(322, 238, 1.0),
         nose=Placement(256, 304, 0.5), mouth=Placement(256, 358, 1.15),
         ink="#1A1A1A", line_px=3.2, eye_fill="#FFFFFF", iris="#FFFFFF", pupil="#1A1A1A",
-        eye_roundness=0.75, lashes=False, brow="#1A1A1A", brow_thickness=13.0,
+        eye_roundness=0.75, lashes=False, brow="#1A1A1A", brow_thickness=14.0,
         upper_lip="#FFFFFF", lower_lip="#FFFFFF", inner_mouth="#1A1A1A", tongue="#FFFFFF",
         teeth="#FFFFFF", lip_outline=True, cupid_bow=0.3, nose_style="lines", blush=None,
     ),
@@ -172,7 +172,7 @@ LOOKS = (
         face=Placement(256, 264, 3.5), eye_right=Placement(180, 262, 1.15), eye_left=Placement(332, 262, 1.15),
         nose=Placement(256, 314, 0.3), mouth=Placement(256, 362, 0.85),
         ink="#3B2B3F", line_px=0.0, eye_fill="#3B2B3F", iris=None, pupil="#3B2B3F",
-        eye_roundness=0.45, lashes=True, brow="#634036", brow_thickness=12.0,
+        eye_roundness=0.45, lashes=True, brow="#634036", brow_thickness=13.0,
         upper_lip="#F59AA8", lower_lip="#F38A9C", inner_mouth="#A8324F", tongue="#FF8FA3",
         teeth="#FFFFFF", lip_outline=False, cupid_bow=0.0, nose_style="dot", blush="#FF8FA3",
     ),
@@ -406,9 +406,9 @@ class NoseShape:
 
 
 NOSES = (
-    NoseShape("button", ("button",), length=75.0, bridge=16.0, flare=2.2),
-    NoseShape("straight", ("straight",), length=105.0, bridge=12.0, flare=3.5),
-    NoseShape("wide", ("wide",), length=92.0, bridge=18.0, flare=1.6),
+    NoseShape("button", ("button",), length=88.0, bridge=16.0, flare=2.2),
+    NoseShape("straight", ("straight",), length=102.0, bridge=12.0, flare=3.5),
+    NoseShape("wide", ("wide",), length=95.0, bridge=18.0, flare=1.6),
 )
 
 
@@ -418,7 +418,8 @@ def draw_nose(look: Look, shape: NoseShape) -> list[str]:
     side = []
     for i in range(n + 1):
         s = i / n
-        side.append((shape.bridge + (50.0 - shape.bridge) * s ** shape.flare, -shape.length + (shape.length + 4.0) * s))
+        x = shape.bridge + (50.0 - shape.bridge) * s ** shape.flare
+        side.append((x, -shape.length + (shape.length + 4.0) * s))
     base = [(44.0, 12.0), (30.0, 15.0), (15.0, 12.0), (0.0, 14.0)]
     right = side + base
     left = [(-x, y) for x, y in right[::-1]]
