@@ -147,7 +147,7 @@ LOOKS = (
         name="flat", title="Flat",
         description="Flat colours and no gradients: the classic yellow emoji look, with a skin palette.",
         palette={"classic": "#FFC83D", **SKIN_TONES}, default_skin="classic",
-        face=Placement(256, 264, 3.25), eye_right=Placement(190, 236, 1.0), eye_left=Placement(322, 236, 1.0),
+        face=Placement(256, 264, 3.25), eye_right=Placement(184, 236, 1.0), eye_left=Placement(328, 236, 1.0),
         nose=Placement(256, 302, 0.42), mouth=Placement(256, 354, 1.2),
         ink="#3B2614", line_px=2.5, eye_fill="#FFFFFF", iris="#7B4B2A", pupil="#24160C",
         eye_roundness=0.75, lashes=False, brow="#4E2F18", brow_thickness=15.0,
@@ -158,7 +158,7 @@ LOOKS = (
         name="line", title="Line art",
         description="Black ink outlines on paper (or a skin tone): drawn like a pen sketch.",
         palette={"paper": "#FFFFFF", **SKIN_TONES}, default_skin="paper",
-        face=Placement(256, 264, 3.25), eye_right=Placement(190, 238, 1.0), eye_left=Placement(322, 238, 1.0),
+        face=Placement(256, 264, 3.25), eye_right=Placement(186, 238, 1.0), eye_left=Placement(326, 238, 1.0),
         nose=Placement(256, 304, 0.5), mouth=Placement(256, 358, 1.15),
         ink="#1A1A1A", line_px=3.2, eye_fill="#FFFFFF", iris="#FFFFFF", pupil="#1A1A1A",
         eye_roundness=0.75, lashes=False, brow="#1A1A1A", brow_thickness=14.0,
@@ -291,10 +291,10 @@ BROWS = (
 
 
 def draw_brow_right(look: Look, state: BrowState) -> list[str]:
-    """The subject's right brow (image left; its inner end at +x): a band ~120 units long."""
+    """The subject's right brow (image left; its inner end at +x): a band ~112 units long."""
     centre = []
     for t in ts():
-        x = 4.0 + 60.0 * t
+        x = 2.0 + 56.0 * t
         y = state.base + state.arch * (t * t - 1.0 / 3.0) - state.tilt * t / 2.0
         # Thicker at the inner end, rounded at both ends.
         half = look.brow_thickness / 2.0 * (0.6 + 0.4 * (t + 1.0) / 2.0) * (1.0 - abs(t) ** 6) ** 0.5
@@ -424,11 +424,14 @@ def draw_nose(look: Look, shape: NoseShape) -> list[str]:
     right = side + base
     left = [(-x, y) for x, y in right[::-1]]
     region = right + left[1:]
-    skin = look.name == "flat"
-    body = [el("path", "nose", d=path_d(region), fill=shade(look.palette[look.default_skin]) if skin else "none",
-               opacity="0.55" if skin else None, data_skin="shade" if skin else None)]
+    # The region is the label; the picture is drawn by decorations (a whole shaded nose reads as a tube).
+    body = [el("path", "nose", d=path_d(region), fill="none")]
     ink_w = look.width(look.nose, {"flat": 2.2, "line": 3.0, "cute": 2.0}[look.name])
     if look.nose_style == "shade":
+        tip = [(x, y) for x, y in right if y > -32]
+        tip = tip + [(-x, y) for x, y in tip[::-1]][1:]
+        body.append(el("path", "deco", d=path_d(tip), fill=shade(look.palette[look.default_skin]), opacity="0.6",
+                       data_skin="shade"))
         for sx in (-1, 1):
             body.append(el("ellipse", "deco", cx=num(sx * 20), cy="7", rx="8", ry="4.5", fill=look.ink,
                            opacity="0.55"))
