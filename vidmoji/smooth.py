@@ -1,0 +1,226 @@
+"""Choosing one part per frame from per-frame candidates, so a still face does not flicker and a real
+change (a blink, a mouth opening) still shows at once.
+
+Input for one part slot over T frames: `ids (T, k) int64` candidate part indices (-1: no face / no
+candidate) and `sims (T, k) float32` their cosine similarities. Output: `chosen (T,) int64`, -1 where the
+frame has no face. Frames without a face split the clip into segments, each smoothed on its own.
+
+Similarity scale the defaults are tuned for (cosine similarity of centred embeddings): frame-to-frame noise
+moves the top-1 by about 0.01; a real change moves the new best ahead by 0.05-0.3 for several frames; a blink
+lasts 3-6 frames at 30 fps.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+# Cost of changing part, in similarity units. A change that is undone later costs two switches (0.2), so
+# it shows when its summed lead over the frames it lasts exceeds 0.2: a 3-frame blink leading by 0.2 (0.6)
+# or a 5-frame change leading by the smallest real margin of 0.05 (0.25) shows; a single frame leading by
+# 0.03, or noise of ~0.01, would need 7 or 20 consecutive frames on the same side, which noise does not do.
+# A lasting change costs one switch (0.1), which two frames at 0.05 already pay for: it shows where it starts.
+DEFAULT_SWITCH_COST = 0.1
+# A part outside a frame's top-k has an unknown similarity below the k-th best. Assume it sits the smallest
+# real change (0.05) lower, so the path does not keep riding a part that has left the candidates.
+DEFAULT_FILL_MARGIN = 0.05
+# Hysteresis margin: above noise (~0.01) and the single-frame outliers to ignore (~0.03), below the smallest
+# real change (0.05), so real changes switch on their first frame.
+DEFAULT_HYSTERESIS_MARGIN = 0.04
+
+
+class Smoother(Protocol):
+    def smooth(self, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """ids (T, k) int64, sims (T, k) float -> chosen (T,) int64 part ids, -1 where no face."""
+        ...
+
+
+def _check_inputs(ids: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.asarray(ids)
+    sims = np.asarray(sims, dtype=np.float64)
+    if ids.ndim != 2 or ids.shape != sims.shape or ids.shape[1] == 0:
+        raise ValueError(f"ids and sims must both be (T, k) with k >= 1; got {ids.shape} and {sims.shape}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"ids must be integers, got {ids.dtype}")
+    return ids.astype(np.int64, copy=False), sims
+
+
+def face_segments(ids: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) frame ranges where a face has at least one candidate. ids: (T, k) int64."""
+    face = (ids >= 0).any(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], face.astype(np.int8), [0]))))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def candidate_scores(ids: np.ndarray, sims: np.ndarray, fill_margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dense similarity of every candidate part at every frame of one face segment.
+
+    ids, sims: (n, k), every row with at least one id >= 0. Returns states (S,) int64, the sorted part ids
+    seen in the segment, and scores (n, S) float64: the similarity where the part is in the frame's
+    top-k, else the frame's k-th best (lowest listed) similarity minus `fill_margin`.
+    """
+    valid = ids >= 0
+    states = np.unique(ids[valid])
+    fill = np.where(valid, sims, np.inf).min(axis=1) - fill_margin
+    scores = np.repeat(fill[:, None], len(states), axis=1)
+    rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[valid]
+    cols = np.searchsorted(states, ids[valid])
+    np.maximum.at(scores, (rows, cols), sims[valid])
+    return states, scores
+
+
+def _smooth_by_segment(ids, sims, fill_margin: float, choose) -> np.ndarray:
+    """Run `choose(scores (n, S)) -> column (n,)` on each face segment; -1 elsewhere."""
+    ids, sims = _check_inputs(ids, sims)
+    chosen = np.full(len(ids), -1, dtype=np.int64)
+    for start, end in face_segments(ids):
+        states, scores = candidate_scores(ids[start:end], sims[start:end], fill_margin)
+        chosen[start:end] = states[choose(scores)]
+    return chosen
+
+
+class ViterbiSmoother:
+    """The part sequence with the least total cost: -similarity per frame plus `switch_cost` per change.
+
+    switch_cost: cost of one change of part, in similarity units (see DEFAULT_SWITCH_COST).
+    fill_margin: how far below a frame's k-th best a part outside its top-k is assumed to be.
+    window: None decides each segment from the whole segment. An int W decides frames with a fixed
+    look-ahead of at least W frames (between W and 2W - 1), holding only 2W frames of back-pointers, for
+    long clips and streaming; it equals the whole-clip answer whenever W frames of look-ahead suffice to
+    settle each change (W of about a second is plenty for the default switch cost).
+
+    Cost is O(T * S) time for T frames and S candidate parts: each step takes the better of staying and
+    of switching from the best previous state, never the S x S transition table.
+    """
+
+    def __init__(
+        self,
+        switch_cost: float = DEFAULT_SWITCH_COST,
+        fill_margin: float = DEFAULT_FILL_MARGIN,
+        window: int | None = None,
+    ):
+        if switch_cost < 0 or fill_margin < 0:
+            raise ValueError("switch_cost and fill_margin must be >= 0")
+        if window is not None and window < 1:
+            raise ValueError(f"window must be None or >= 1, got {window}")
+        self.switch_cost = switch_cost
+        self.fill_margin = fill_margin
+        self.window = window
+
+    def smooth(self, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """ids (T, k) int64, sims (T, k) float -> chosen (T,) int64 part ids, -1 where no face."""
+        return _smooth_by_segment(ids, sims, self.fill_margin, self._path)
+
+    def _path(self, scores: np.ndarray) -> np.ndarray:
+        """Least-cost column per frame for scores (n, S) similarities."""
+        n, _ = scores.shape
+        cost = -scores
+        # Back-pointers in a ring of `span` frames: stayed[u % span, s] says whether the best path into
+        # state s at frame u came from s itself; otherwise it came from best_prev[u % span].
+        span = n if self.window is None else min(n, 2 * self.window)
+        stayed = np.ones((span, cost.shape[1]), dtype=bool)
+        best_prev = np.zeros(span, dtype=np.int64)
+        path = np.empty(n, dtype=np.int64)
+        total = cost[0].copy()
+        committed = 0
+        for t in range(1, n):
+            j = int(total.argmin())
+            switch = total[j] + self.switch_cost
+            stay = total <= switch
+            stayed[t % span] = stay
+            best_prev[t % span] = j
+            total = np.where(stay, total, switch)
+            total += cost[t]
+            if self.window is not None and t + 1 - committed == 2 * self.window:
+                keep = committed + self.window
+                path[committed:keep] = self._backtrack(total, t, committed, stayed, best_prev)[: self.window]
+                committed = keep
+        path[committed:] = self._backtrack(total, n - 1, committed, stayed, best_prev)
+        return path
+
+    @staticmethod
+    def _backtrack(total, t, start, stayed, best_prev) -> np.ndarray:
+        """Best path over frames start..t (inclusive), ending in the cheapest state at t."""
+        span = len(best_prev)
+        out = np.empty(t - start + 1, dtype=np.int64)
+        state = int(total.argmin())
+        for u in range(t, start, -1):
+            out[u - start] = state
+            if not stayed[u % span, state]:
+                state = int(best_prev[u % span])
+        out[0] = state
+        return out
+
+
+class HysteresisSmoother:
+    """Online: keep the current part until another candidate beats it by more than `margin`.
+
+    margin: lead in similarity a challenger needs (see DEFAULT_HYSTERESIS_MARGIN). The current part's
+    similarity, when it is outside a frame's top-k, is the k-th best minus `fill_margin`. Each segment
+    starts at its first frame's best candidate. Needs no look-ahead.
+    """
+
+    def __init__(self, margin: float = DEFAULT_HYSTERESIS_MARGIN, fill_margin: float = DEFAULT_FILL_MARGIN):
+        if margin < 0 or fill_margin < 0:
+            raise ValueError("margin and fill_margin must be >= 0")
+        self.margin = margin
+        self.fill_margin = fill_margin
+
+    def smooth(self, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """ids (T, k) int64, sims (T, k) float -> chosen (T,) int64 part ids, -1 where no face."""
+        return _smooth_by_segment(ids, sims, self.fill_margin, self._path)
+
+    def _path(self, scores: np.ndarray) -> np.ndarray:
+        best = scores.argmax(axis=1)
+        lead = scores[np.arange(len(scores)), best]
+        path = np.empty(len(scores), dtype=np.int64)
+        current = int(best[0])
+        for t in range(len(scores)):
+            if lead[t] > scores[t, current] + self.margin:
+                current = int(best[t])
+            path[t] = current
+        return path
+
+
+class NoSmoother:
+    """Each frame's best candidate on its own (the unsmoothed baseline)."""
+
+    def smooth(self, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """ids (T, k) int64, sims (T, k) float -> chosen (T,) int64 part ids, -1 where no face."""
+        ids, sims = _check_inputs(ids, sims)
+        best = np.where(ids >= 0, sims, -np.inf).argmax(axis=1)
+        # A row without candidates is all -1, so whatever column argmax picks there reads -1.
+        return ids[np.arange(len(ids)), best]
+
+
+SMOOTHERS = {"viterbi": ViterbiSmoother, "hysteresis": HysteresisSmoother, "none": NoSmoother}
+
+
+def make_smoother(name: str, **kwargs) -> Smoother:
+    """The smoother called `name` (viterbi | hysteresis | none), built with `kwargs`.
+
+    Raises ValueError for an unknown name, listing the choices.
+    """
+    try:
+        cls = SMOOTHERS[name]
+    except KeyError:
+        raise ValueError(f"unknown smoother {name!r}; choose one of: {', '.join(SMOOTHERS)}") from None
+    return cls(**kwargs)
+
+
+def count_switches(chosen: np.ndarray, pts_s: np.ndarray) -> float:
+    """Part changes per second between consecutive face frames.
+
+    chosen: (T,) int64 part ids, -1 where no face (a gap is not a switch). pts_s: (T,) float64 seconds.
+    Returns switches / (pts_s[-1] - pts_s[0]); 0.0 when the span is empty.
+    """
+    chosen = np.asarray(chosen)
+    pts_s = np.asarray(pts_s, dtype=np.float64)
+    if chosen.shape != pts_s.shape or chosen.ndim != 1:
+        raise ValueError(f"chosen and pts_s must both be (T,); got {chosen.shape} and {pts_s.shape}")
+    if len(chosen) < 2 or pts_s[-1] <= pts_s[0]:
+        return 0.0
+    both = (chosen[1:] >= 0) & (chosen[:-1] >= 0)
+    switches = int(np.count_nonzero(both & (chosen[1:] != chosen[:-1])))
+    return switches / float(pts_s[-1] - pts_s[0])
