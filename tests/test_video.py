@@ -28,6 +28,7 @@ needs_media = pytest.mark.skipif(
 D18 = MEDIA / "video" / "liveportrait__d18.mp4"  # 480x480, 30 fps, aac
 D0 = MEDIA / "video" / "liveportrait__d0.mp4"  # 512x512, 25 fps, no audio
 MEGAMIND = MEDIA / "control" / "opencv-doc__Megamind.avi"  # mpeg4 + ac3
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def read_all(path) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +78,8 @@ def make_sine(path: Path, codec: str, seconds: float = 1.0, rate: int = 44100, v
         t = np.arange(int(seconds * rate)) / rate
         samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
         for start in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="s16", layout="mono")
+            chunk = samples[None, start : start + 1024]
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
             frame.sample_rate, frame.pts = rate, start
             container.mux(astream.encode(frame))
         container.mux(astream.encode(None))
@@ -215,7 +217,7 @@ def test_audio_only_file_raises_media_error(tmp_path):
     assert_one_line_media_error(exc_info)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write anywhere")
+@pytest.mark.skipif(AS_ROOT, reason="root reads any file whatever its permissions")
 def test_unreadable_file_raises_media_error(tmp_path):
     path = tmp_path / "secret.mp4"
     make_clip(path, [np.zeros((16, 16, 3), np.uint8)], [0], Fraction(1, 30))
@@ -238,7 +240,7 @@ def test_writing_into_missing_directory_or_below_a_file_raises(tmp_path):
             write_text_atomic(target.with_suffix(".json"), "{}")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores directory permissions")
+@pytest.mark.skipif(AS_ROOT, reason="root writes into any directory whatever its permissions")
 def test_writing_into_read_only_directory_raises(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -371,6 +373,20 @@ def test_reader_stops_cleanly_when_abandoned(tmp_path):
     assert not reader._thread.is_alive()
     with pytest.raises(StopIteration):
         next(reader)
+
+
+def test_abandoned_reader_stops_its_thread(tmp_path):
+    import gc
+
+    path = tmp_path / "long.mp4"
+    make_clip(path, [np.zeros((48, 64, 3), np.uint8)] * 60, list(range(60)), Fraction(1, 30))
+    reader = FrameReader(path, batch_size=1, max_queue=1)
+    next(reader)
+    thread = reader._thread
+    del reader
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
 
 
 def test_atomic_image_and_text_writes(tmp_path):

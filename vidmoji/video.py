@@ -201,31 +201,16 @@ class _End:
 _END = _End()
 
 
-class FrameReader:
-    """Iterate over a video's frames in batches, decoded in a background thread.
+class _DecodeWorker:
+    """The decode thread's side of a FrameReader. It holds no reference to the reader, so a reader
+    dropped without close() is still collected and its __del__ stops this thread."""
 
-    path: video or still image. batch_size: frames per `FrameBatch` (the last may be shorter).
-    max_queue: decoded batches held ahead of the consumer (bounds memory at
-    max_queue * batch_size * H * W * 3 bytes).
-
-    Yields `FrameBatch`: frames (N, H, W, 3) uint8 RGB rotated upright, pts_s (N,) float64 seconds from
-    the container. Frames whose size changes mid-stream are scaled to the first frame's size so batches
-    stack. A decode error after some frames ends the stream with a warning (a truncated file gives what
-    it holds); an error before any frame raises MediaError. Use as a context manager, or call `close()`
-    when stopping early, so the decode thread ends.
-    """
-
-    def __init__(self, path: str | os.PathLike, batch_size: int = 32, max_queue: int = 4):
-        if batch_size < 1 or max_queue < 1:
-            raise ValueError("batch_size and max_queue must be >= 1")
-        self.path = Path(path)
-        self.info = probe(self.path)
+    def __init__(self, path: Path, fps: float, batch_size: int, out: queue.Queue, stop: threading.Event):
+        self.path = path
+        self.fps = fps
         self.batch_size = batch_size
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
-        self._stop = threading.Event()
-        self._done = False
-        self._thread = threading.Thread(target=self._decode, name="vidmoji-decode", daemon=True)
-        self._thread.start()
+        self._queue = out
+        self._stop = stop
 
     def _put(self, item) -> bool:
         """Hand `item` to the consumer; False when the consumer has gone away."""
@@ -237,7 +222,7 @@ class FrameReader:
                 continue
         return False
 
-    def _decode(self) -> None:
+    def run(self) -> None:
         try:
             self._decode_into_queue()
         except BaseException as exc:  # handed to the consumer, which re-raises it in its own thread
@@ -281,7 +266,7 @@ class FrameReader:
         """
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        fallback_step = 1.0 / self.info.fps if self.info.fps > 0 else 0.0
+        fallback_step = 1.0 / self.fps if self.fps > 0 else 0.0
         held: deque[av.VideoFrame] = deque()
         times: list[float] = []
         last_t: float | None = None
@@ -314,6 +299,34 @@ class FrameReader:
         while held and not self._stop.is_set():
             yield held.popleft(), heapq.heappop(times)
 
+
+class FrameReader:
+    """Iterate over a video's frames in batches, decoded in a background thread.
+
+    path: video or still image. batch_size: frames per `FrameBatch` (the last may be shorter).
+    max_queue: decoded batches held ahead of the consumer (bounds memory at
+    max_queue * batch_size * H * W * 3 bytes).
+
+    Yields `FrameBatch`: frames (N, H, W, 3) uint8 RGB rotated upright, pts_s (N,) float64 seconds from
+    the container. Frames whose size changes mid-stream are scaled to the first frame's size so batches
+    stack. A decode error after some frames ends the stream with a warning (a truncated file gives what
+    it holds); an error before any frame raises MediaError. Use as a context manager, or call `close()`
+    when stopping early, so the decode thread ends.
+    """
+
+    def __init__(self, path: str | os.PathLike, batch_size: int = 32, max_queue: int = 4):
+        if batch_size < 1 or max_queue < 1:
+            raise ValueError("batch_size and max_queue must be >= 1")
+        self.path = Path(path)
+        self.info = probe(self.path)
+        self.batch_size = batch_size
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._stop = threading.Event()
+        self._done = False
+        worker = _DecodeWorker(self.path, self.info.fps, batch_size, self._queue, self._stop)
+        self._thread = threading.Thread(target=worker.run, name="vidmoji-decode", daemon=True)
+        self._thread.start()
+
     def __iter__(self) -> FrameReader:
         return self
 
@@ -342,6 +355,12 @@ class FrameReader:
             except queue.Empty:
                 pass
         self._thread.join()
+
+    def __del__(self) -> None:
+        # A reader abandoned mid-stream (e.g. `next(iter(FrameReader(p)))`) must not leave its thread
+        # waiting on a full queue forever.
+        if hasattr(self, "_stop"):
+            self._stop.set()
 
     def __enter__(self) -> FrameReader:
         return self
@@ -564,7 +583,8 @@ class VideoWriter:
         self._raise_if_failed()
         if frame_rgb.shape != (self.height, self.width, 3) or frame_rgb.dtype != np.uint8:
             raise ValueError(
-                f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame_rgb.shape} {frame_rgb.dtype}"
+                f"frame must be ({self.height}, {self.width}, 3) uint8, "
+                f"got {frame_rgb.shape} {frame_rgb.dtype}"
             )
         if self.width % 2 or self.height % 2:
             frame_rgb = np.pad(frame_rgb, ((0, self.height % 2), (0, self.width % 2), (0, 0)), mode="edge")
@@ -587,9 +607,8 @@ class VideoWriter:
         if self._error is not None:
             exc = self._error
             self.abort()
-            raise MediaError(
-                f"cannot write {self.path}: encoding failed ({_one_line(getattr(exc, 'strerror', None) or exc)})"
-            ) from exc
+            reason = _one_line(getattr(exc, "strerror", None) or exc)
+            raise MediaError(f"cannot write {self.path}: encoding failed ({reason})") from exc
 
     def close(self) -> None:
         """Flush the encoder, finish the audio, and atomically move the file onto `path`."""
