@@ -122,6 +122,7 @@ class Look:
     tongue: str
     teeth: str
     lip_outline: bool
+    lip_scale: float         # lip thickness relative to the shared targets (styles differ a little)
     cupid_bow: float
     nose_style: str          # "shade" | "lines" | "dot"
     blush: str | None
@@ -152,7 +153,7 @@ LOOKS = (
         ink="#3B2614", line_px=2.5, eye_fill="#FFFFFF", iris="#7B4B2A", pupil="#24160C",
         eye_roundness=0.75, lashes=False, brow="#4E2F18", brow_thickness=15.0,
         upper_lip="#C24E3A", lower_lip="#D8654E", inner_mouth="#5A1A1A", tongue="#E07078",
-        teeth="#FFFFFF", lip_outline=False, cupid_bow=0.25, nose_style="shade", blush=None,
+        teeth="#FFFFFF", lip_outline=False, lip_scale=1.05, cupid_bow=0.25, nose_style="shade", blush=None,
     ),
     Look(
         name="line", title="Line art",
@@ -161,9 +162,9 @@ LOOKS = (
         face=Placement(256, 264, 3.25), eye_right=Placement(186, 238, 1.0), eye_left=Placement(326, 238, 1.0),
         nose=Placement(256, 304, 0.5), mouth=Placement(256, 358, 1.15),
         ink="#1A1A1A", line_px=3.2, eye_fill="#FFFFFF", iris="#FFFFFF", pupil="#1A1A1A",
-        eye_roundness=0.75, lashes=False, brow="#1A1A1A", brow_thickness=14.0,
+        eye_roundness=0.9, lashes=False, brow="#1A1A1A", brow_thickness=14.0,
         upper_lip="#FFFFFF", lower_lip="#FFFFFF", inner_mouth="#1A1A1A", tongue="#FFFFFF",
-        teeth="#FFFFFF", lip_outline=True, cupid_bow=0.3, nose_style="lines", blush=None,
+        teeth="#FFFFFF", lip_outline=True, lip_scale=1.0, cupid_bow=0.3, nose_style="lines", blush=None,
     ),
     Look(
         name="cute", title="Cute",
@@ -174,7 +175,7 @@ LOOKS = (
         ink="#3B2B3F", line_px=0.0, eye_fill="#3B2B3F", iris=None, pupil="#3B2B3F",
         eye_roundness=0.45, lashes=True, brow="#634036", brow_thickness=13.0,
         upper_lip="#F59AA8", lower_lip="#F38A9C", inner_mouth="#A8324F", tongue="#FF8FA3",
-        teeth="#FFFFFF", lip_outline=False, cupid_bow=0.0, nose_style="dot", blush="#FF8FA3",
+        teeth="#FFFFFF", lip_outline=False, lip_scale=0.92, cupid_bow=0.0, nose_style="dot", blush="#FF8FA3",
     ),
 )
 
@@ -355,9 +356,10 @@ def draw_mouth(look: Look, state: MouthState, pid: str) -> tuple[list[str], list
     inner_up = [(50 * t, meet(t) - up_gap * bump(t, state.roundness)) for t in ts()]
     inner_lo = [(50 * t, meet(t) + lo_gap * bump(t, state.roundness)) for t in ts()]
     bow = [1.0 - look.cupid_bow * math.exp(-((t / 0.14) ** 2)) for t in ts()]
-    outer_up = [(x, y - state.upper_lip * bump(t, state.lip_fullness) * b)
+    thick_up, thick_lo = state.upper_lip * look.lip_scale, state.lower_lip * look.lip_scale
+    outer_up = [(x, y - thick_up * bump(t, state.lip_fullness) * b)
                 for (x, y), t, b in zip(inner_up, ts(), bow)]
-    outer_lo = [(x, y + state.lower_lip * bump(t, state.lip_fullness)) for (x, y), t in zip(inner_lo, ts())]
+    outer_lo = [(x, y + thick_lo * bump(t, state.lip_fullness)) for (x, y), t in zip(inner_lo, ts())]
 
     outline = {}
     if look.lip_outline:
