@@ -31,16 +31,16 @@ import numpy as np
 # cost of the models per frame.
 DEFAULT_CRF = 20
 DEFAULT_PRESET = "veryfast"
-# Output time base when the caller gives none: 90 kHz is the MPEG clock, fine enough that any input
-# timestamp survives rounding to within a microsecond-scale tick.
+# Output time base when the caller gives none: the 90 kHz MPEG clock, so rounding moves any input timestamp
+# by at most 6 microseconds.
 DEFAULT_TIME_BASE = Fraction(1, 90000)
 # Audio codecs copied as-is into MP4/MOV. FFmpeg's muxer also accepts others (PCM as "ipcm"), but common
 # players do not play those, so they are re-encoded to AAC like any codec a container refuses.
 _MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"})
 _AUDIO_REENCODE_CODEC = "aac"
-# Demuxers that read single still images.
-_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-# Frames held back to put decode-order timestamps into presentation order (see FrameReader._timed_frames);
+# Still-image suffixes, besides FFmpeg's image demuxers ("image2", "*_pipe") that already say so.
+_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Frames held back to put decode-order timestamps into presentation order (see _DecodeWorker._timed_frames);
 # packed B-frames displace timestamps by one or two frames, H.264 B-pyramids by at most a few.
 _REORDER_DEPTH = 8
 # How often blocked queue operations wake up to see whether the other side has stopped.
@@ -497,6 +497,7 @@ class VideoWriter:
 
     def _setup_audio(self, source: Path | None) -> None:
         self._audio_out = None
+        self._pending_audio = None  # a demuxed packet not yet due (its time is past the last video frame)
         self._audio_copy = True
         if source is None:
             return
@@ -549,7 +550,6 @@ class VideoWriter:
         self._audio_out = None
 
     def _encode(self) -> None:
-        self._pending_audio = None
         try:
             while True:
                 item = self._queue.get()
@@ -568,8 +568,9 @@ class VideoWriter:
         except BaseException as exc:
             self._error = exc
             # Keep draining so a producer blocked on a full queue sees the error instead of hanging.
-            while self._queue.get() not in (_END, None):
-                pass
+            item = self._queue.get()
+            while item is not _END and item is not None:
+                item = self._queue.get()
 
     def write(self, frame_rgb: np.ndarray, pts_s: float) -> None:
         """Queue one frame for encoding.
