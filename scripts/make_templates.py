@@ -148,18 +148,18 @@ LOOKS = (
         name="flat", title="Flat",
         description="Flat colours and no gradients: the classic yellow emoji look, with a skin palette.",
         palette={"classic": "#FFC83D", **SKIN_TONES}, default_skin="classic",
-        face=Placement(256, 264, 3.25), eye_right=Placement(184, 236, 1.0), eye_left=Placement(328, 236, 1.0),
+        face=Placement(256, 264, 3.25), eye_right=Placement(180, 236, 0.92), eye_left=Placement(332, 236, 0.92),
         nose=Placement(256, 302, 0.42), mouth=Placement(256, 354, 1.2),
         ink="#3B2614", line_px=2.5, eye_fill="#FFFFFF", iris="#7B4B2A", pupil="#24160C",
         eye_roundness=0.75, lashes=False, brow="#4E2F18", brow_thickness=15.0,
         upper_lip="#C24E3A", lower_lip="#D8654E", inner_mouth="#5A1A1A", tongue="#E07078",
-        teeth="#FFFFFF", lip_outline=False, lip_scale=1.05, cupid_bow=0.25, nose_style="shade", blush=None,
+        teeth="#FFFFFF", lip_outline=False, lip_scale=1.04, cupid_bow=0.25, nose_style="shade", blush=None,
     ),
     Look(
         name="line", title="Line art",
         description="Black ink outlines on paper (or a skin tone): drawn like a pen sketch.",
         palette={"paper": "#FFFFFF", **SKIN_TONES}, default_skin="paper",
-        face=Placement(256, 264, 3.25), eye_right=Placement(186, 238, 1.0), eye_left=Placement(326, 238, 1.0),
+        face=Placement(256, 264, 3.25), eye_right=Placement(180, 238, 0.92), eye_left=Placement(332, 238, 0.92),
         nose=Placement(256, 304, 0.5), mouth=Placement(256, 358, 1.15),
         ink="#1A1A1A", line_px=3.2, eye_fill="#FFFFFF", iris="#FFFFFF", pupil="#1A1A1A",
         eye_roundness=0.9, lashes=False, brow="#1A1A1A", brow_thickness=14.0,
@@ -170,12 +170,12 @@ LOOKS = (
         name="cute", title="Cute",
         description="Rounded kawaii: big glossy eyes with highlights, blushing cheeks, soft colours.",
         palette={"peach": "#FFE3D3", **SKIN_TONES}, default_skin="peach",
-        face=Placement(256, 264, 3.5), eye_right=Placement(180, 262, 1.15), eye_left=Placement(332, 262, 1.15),
+        face=Placement(256, 264, 3.5), eye_right=Placement(176, 262, 1.05), eye_left=Placement(336, 262, 1.05),
         nose=Placement(256, 314, 0.3), mouth=Placement(256, 362, 0.85),
         ink="#3B2B3F", line_px=0.0, eye_fill="#3B2B3F", iris=None, pupil="#3B2B3F",
         eye_roundness=0.45, lashes=True, brow="#634036", brow_thickness=13.0,
         upper_lip="#F59AA8", lower_lip="#F38A9C", inner_mouth="#A8324F", tongue="#FF8FA3",
-        teeth="#FFFFFF", lip_outline=False, lip_scale=0.92, cupid_bow=0.0, nose_style="dot", blush="#FF8FA3",
+        teeth="#FFFFFF", lip_outline=False, lip_scale=0.96, cupid_bow=0.0, nose_style="dot", blush="#FF8FA3",
     ),
 )
 
@@ -292,10 +292,10 @@ BROWS = (
 
 
 def draw_brow_right(look: Look, state: BrowState) -> list[str]:
-    """The subject's right brow (image left; its inner end at +x): a band ~112 units long."""
+    """The subject's right brow (image left; its inner end at +x): a band ~136 units long (mesh brows run longer still)."""
     centre = []
     for t in ts():
-        x = 2.0 + 56.0 * t
+        x = 2.0 + 68.0 * t
         y = state.base + state.arch * (t * t - 1.0 / 3.0) - state.tilt * t / 2.0
         # Thicker at the inner end, rounded at both ends.
         half = look.brow_thickness / 2.0 * (0.6 + 0.4 * (t + 1.0) / 2.0) * (1.0 - abs(t) ** 6) ** 0.5
@@ -316,8 +316,8 @@ class MouthState:
     gap: float = 0.0          # inner-mouth opening at the middle, units
     upper_share: float = 0.45  # share of the gap above the meeting line
     roundness: float = 0.75    # exponent of the inner-mouth curves; smaller is rounder
-    upper_lip: float = 13.0    # lip thickness in the middle, units
-    lower_lip: float = 17.0
+    upper_lip: float = 9.0     # lip thickness in the middle, units (the mesh's lips: thin upper, fuller lower)
+    lower_lip: float = 14.0
     lip_fullness: float = 0.6
     skew: float = 0.0          # asymmetric corner (smirk)
     teeth: bool = False
@@ -330,8 +330,8 @@ MOUTHS = (
     MouthState("open", ("open",), gap=30.0, upper_share=0.4, roundness=0.7, teeth=True),
     MouthState("wide_open", ("wide_open",), curve=0.0, gap=54.0, upper_share=0.35, roundness=0.6,
                teeth=True, tongue=True),
-    MouthState("round", ("round",), curve=0.0, gap=48.0, upper_share=0.45, roundness=0.5, upper_lip=16.0,
-               lower_lip=18.0, lip_fullness=0.4),
+    MouthState("round", ("round",), curve=0.0, gap=48.0, upper_share=0.45, roundness=0.5, upper_lip=12.0,
+               lower_lip=15.0, lip_fullness=0.4),
     MouthState("smile", ("smile",), curve=12.0),
     MouthState("smile_open", ("smile_open",), curve=12.0, gap=22.0, upper_share=0.1, roundness=0.8,
                teeth=True),
@@ -341,7 +341,7 @@ MOUTHS = (
                teeth=True, tongue=True),
     MouthState("frown", ("frown",), curve=-10.0),
     MouthState("frown_open", ("frown", "open"), curve=-10.0, gap=18.0, upper_share=0.6, roundness=0.8),
-    MouthState("pout", ("pout",), curve=0.0, upper_lip=20.0, lower_lip=26.0, lip_fullness=0.35),
+    MouthState("pout", ("pout",), curve=0.0, upper_lip=15.0, lower_lip=21.0, lip_fullness=0.35),
     MouthState("smirk", ("smirk",), curve=7.0, skew=0.9),
 )
 
@@ -408,9 +408,9 @@ class NoseShape:
 
 
 NOSES = (
-    NoseShape("button", ("button",), length=88.0, bridge=16.0, flare=2.2),
-    NoseShape("straight", ("straight",), length=102.0, bridge=12.0, flare=3.5),
-    NoseShape("wide", ("wide",), length=95.0, bridge=18.0, flare=1.6),
+    NoseShape("button", ("button",), length=90.0, bridge=24.0, flare=1.5),
+    NoseShape("straight", ("straight",), length=104.0, bridge=20.0, flare=1.1),
+    NoseShape("wide", ("wide",), length=98.0, bridge=30.0, flare=1.8),
 )
 
 

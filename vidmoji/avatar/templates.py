@@ -287,7 +287,10 @@ def render_label_window(part: Part, size: int = parts.WINDOW_SIZE) -> np.ndarray
     blurred with a LABEL_BLUR_SIGMA-pixel Gaussian. Left-side slots are NOT mirrored here.
     """
     cov = _coverage(part, size)
-    return np.stack([cv2.GaussianBlur(c, (0, 0), LABEL_BLUR_SIGMA, borderType=cv2.BORDER_CONSTANT)
+    # The same blur as the face side's windows (vidmoji.face.raster.gaussian_blur): 3-sigma radius, edges
+    # clamped.
+    k = 2 * max(1, round(3 * LABEL_BLUR_SIGMA)) + 1
+    return np.stack([cv2.GaussianBlur(c, (k, k), LABEL_BLUR_SIGMA, borderType=cv2.BORDER_REPLICATE)
                      for c in cov]).astype(np.float32)
 
 
