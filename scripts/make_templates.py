@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 from vidmoji import parts  # noqa: E402
+from vidmoji.avatar.templates import shade_colour as shade  # noqa: E402
 
 AUTHOR = "vidmoji contributors"
 LICENCE = "CC0-1.0"
@@ -178,12 +179,6 @@ LOOKS = (
         teeth="#FFFFFF", lip_outline=False, lip_scale=0.96, cupid_bow=0.0, nose_style="dot", blush="#FF8FA3",
     ),
 )
-
-
-def shade(hex_colour: str, factor: float = 0.82) -> str:
-    """The colour darkened (the same rule as templates.shade_colour, for the default skin)."""
-    rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
-    return "#" + "".join(f"{round(c * factor):02X}" for c in rgb)
 
 
 # --- eyes -------------------------------------------------------------------------------------------------

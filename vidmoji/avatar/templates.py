@@ -69,6 +69,7 @@ class Part:
 
     @property
     def state(self) -> str:
+        """The first tag: open/half/... for eyes, neutral/raised/lowered for brows, the shape otherwise."""
         return self.tags[0]
 
     @property
@@ -95,6 +96,7 @@ class Style:
     parts: tuple[Part, ...]
 
     def placement(self, slot: str) -> Placement:
+        """Where the slot's anchor sits on the canvas."""
         return dict(self.placements)[slot]
 
     def colour(self, skin: str) -> str:
@@ -107,12 +109,14 @@ class Style:
         raise StyleError(f"style {self.name!r} has no skin {skin!r}; palette: {', '.join(palette)}")
 
     def part(self, part_id: str) -> Part:
+        """The part with this id; StyleError when there is none."""
         for p in self.parts:
             if p.id == part_id:
                 return p
         raise StyleError(f"style {self.name!r} has no part {part_id!r}")
 
     def parts_in(self, slot: str) -> tuple[Part, ...]:
+        """The slot's parts, in style.json order."""
         return tuple(p for p in self.parts if p.slot == slot)
 
 
