@@ -11,7 +11,6 @@ left ear tragion. The subject's right eye is on the image's left in a frontal vi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +25,13 @@ NUM_KEYPOINTS = 6
 RAW_SCORE_LIMIT = 100.0
 # MediaPipe's face detection graphs blend overlapping detections whose IoU exceeds this.
 MIN_SUPPRESSION_THRESHOLD = 0.3
-# The full-range model finds faces down to about this height in its 192-pixel input; smaller faces need
-# tiles cut from a less reduced frame.
+# The full-range model finds faces down to about this height in its input; smaller ones need a larger
+# input.
 FULL_RANGE_MIN_FACE = 20.0
 # Frames converted to float at once while resizing, to bound memory on large frames.
 RESIZE_CHUNK = 8
+# Images per detector call.
+NET_CHUNK = 8
 
 
 # --- building blocks --------------------------------------------------------------------------------------
@@ -183,26 +184,28 @@ class BlazeFaceFull(nn.Module):
         return _flatten_head(self.regressor(p48), 16), _flatten_head(self.classifier(p48), 1)[..., 0]
 
 
-def ssd_anchors(input_size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> torch.Tensor:
-    """Anchor centres (A, 2) as (x, y) in [0, 1], in the networks' output order.
+def ssd_anchors(height: int, width: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> torch.Tensor:
+    """Anchor centres (A, 2) as (x, y) in input pixels, in the networks' output order.
 
-    MediaPipe's SsdAnchorsCalculator with fixed anchor size: layers of equal stride share one grid, each
-    cell holding `per_cell` anchors at its centre (offset 0.5).
+    MediaPipe's SsdAnchorsCalculator with fixed anchor size (so only centres matter): layers of equal
+    stride share one grid, each cell holding `per_cell` anchors at its centre (offset 0.5). MediaPipe
+    writes them in [0, 1] of a square input; pixels let the full-range network run on larger, non-square
+    inputs.
     """
     anchors = []
     for stride, count in zip(strides, per_cell):
-        cells = input_size // stride
-        centre = (torch.arange(cells, dtype=torch.float32) + 0.5) / cells
-        y, x = torch.meshgrid(centre, centre, indexing="ij")
+        ys = (torch.arange(height // stride, dtype=torch.float32) + 0.5) * stride
+        xs = (torch.arange(width // stride, dtype=torch.float32) + 0.5) * stride
+        y, x = torch.meshgrid(ys, xs, indexing="ij")
         grid = torch.stack([x, y], dim=-1).reshape(-1, 1, 2).expand(-1, count, 2)
         anchors.append(grid.reshape(-1, 2))
     return torch.cat(anchors)
 
 
 # Short range: strides [8, 16, 16, 16] -> a 16x16 grid with 2 anchors and an 8x8 grid with 3 x 2 anchors.
-SHORT_RANGE_ANCHORS = dict(input_size=128, strides=(8, 16), per_cell=(2, 6))
+SHORT_RANGE_ANCHORS = dict(strides=(8, 16), per_cell=(2, 6))
 # Full range: one layer of stride 4, interpolated_scale_aspect_ratio 0 -> one anchor per 48x48 cell.
-FULL_RANGE_ANCHORS = dict(input_size=192, strides=(4,), per_cell=(1,))
+FULL_RANGE_ANCHORS = dict(strides=(4,), per_cell=(1,))
 
 
 # --- results ----------------------------------------------------------------------------------------------
@@ -272,33 +275,24 @@ def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
     return torch.cat(out)
 
 
-@dataclass(frozen=True)
-class _View:
-    """Where a detector input came from: input pixel (u, v) of image `frame` shows frame pixel
-    (u * scale + x0, v * scale + y0)."""
-
-    frame: torch.Tensor   # (B,) long
-    x0: torch.Tensor      # (B,)
-    y0: torch.Tensor      # (B,)
-    scale: float
-
-
 class FaceDetector:
     """Batched face detection on the torch device with MediaPipe's BlazeFace models.
 
-    Each frame is searched three ways and the results merged with weighted NMS: the short-range model on
-    the whole letterboxed frame (faces filling much of the frame), the full-range model on the whole frame
-    (faces down to about a tenth of the frame), and, when the frame is large enough that faces of
-    `min_face` pixels would be too small for that, the full-range model on overlapping tiles of a less
-    reduced frame.
+    Each frame is searched up to three ways and the results merged with weighted NMS: the short-range
+    model on the whole letterboxed frame (faces filling much of the frame), the full-range model on the
+    whole letterboxed frame (faces down to about a tenth of the frame), and, when faces of `min_face`
+    pixels would be under ~20 pixels in that 192-pixel input, the full-range model over the whole frame
+    reduced only so far that they are not (the network is fully convolutional, so this costs about what
+    tiles covering the frame would, without their overlap).
 
     Args:
         device: torch device to run on.
         min_score: detections scoring below this are dropped (MediaPipe's default 0.5).
-        full_range: also run the full-range model on the whole frame.
-        min_face: the smallest face height, in frame pixels, the detector should find; decides the tiling.
-            None turns tiling off. With the default 48, frames up to ~460 pixels on the long side need no
-            tiles; a 1920x1080 frame is cut into 5x3 tiles.
+        full_range: run the full-range model on the whole frame too (set False to find only faces that
+            fill much of the frame, at the lowest cost).
+        min_face: the smallest face height, in frame pixels, the detector should find; None turns the
+            extra pass off. With the default 48, frames up to 460 pixels on the long side need no extra
+            pass; a 1920x1080 frame gets one at 800x450.
     """
 
     def __init__(self, device: torch.device | str, min_score: float = 0.5, full_range: bool = True,
@@ -309,8 +303,7 @@ class FaceDetector:
         self.min_face = min_face
         self.short = load_network(BlazeFaceShort(), "face_detection_short_range.pt", self.device)
         self.full = load_network(BlazeFaceFull(), "face_detection_full_range.pt", self.device)
-        self.short_anchors = ssd_anchors(**SHORT_RANGE_ANCHORS).to(self.device)
-        self.full_anchors = ssd_anchors(**FULL_RANGE_ANCHORS).to(self.device)
+        self._anchors: dict[tuple, torch.Tensor] = {}
 
     @torch.inference_mode()
     def detect(self, frames: torch.Tensor) -> list[Detections]:
@@ -318,94 +311,68 @@ class FaceDetector:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
             raise ValueError(f"expected uint8 frames (N,H,W,3), got {tuple(frames.shape)} {frames.dtype}")
         frames = frames.to(self.device)
-        n = frames.shape[0]
-        candidates = [self._run(self.short, self.short_anchors, *self._letterbox(frames, 128))]
+        n, h, w, _ = frames.shape
+        passes = [(self.short, SHORT_RANGE_ANCHORS, *self._letterbox(frames, 128))]
         if self.full_range:
-            candidates.append(self._run(self.full, self.full_anchors, *self._letterbox(frames, 192)))
-        tile = self._tile_size(frames.shape[1], frames.shape[2])
-        if tile is not None:
-            candidates.append(self._run(self.full, self.full_anchors, *self._tiles(frames, tile)))
-        boxes = torch.cat([c[0] for c in candidates])
-        points = torch.cat([c[1] for c in candidates])
-        scores = torch.cat([c[2] for c in candidates])
-        owner = torch.cat([c[3] for c in candidates])
+            passes.append((self.full, FULL_RANGE_ANCHORS, *self._letterbox(frames, 192)))
+        if self.min_face is not None and max(h, w) / 192 * FULL_RANGE_MIN_FACE > self.min_face:
+            passes.append((self.full, FULL_RANGE_ANCHORS, *self._reduced(frames, self.min_face /
+                                                                          FULL_RANGE_MIN_FACE)))
+        found = [self._run(*p) for p in passes]
+        boxes, points, scores, owner = (torch.cat(parts) for parts in zip(*found))
         return [weighted_nms(boxes[owner == i], points[owner == i], scores[owner == i]) for i in range(n)]
 
-    def _tile_size(self, height: int, width: int) -> int | None:
-        """Tile side in frame pixels, or None when the whole-frame passes already see `min_face`."""
-        if self.min_face is None:
-            return None
-        tile = int(self.min_face * 192 / FULL_RANGE_MIN_FACE)
-        return tile if max(height, width) > tile else None
+    def _letterbox(self, frames: torch.Tensor, size: int) -> tuple[torch.Tensor, tuple[float, float, float]]:
+        """The frames scaled to fit size x size, centred on black (MediaPipe's keep_aspect_ratio).
 
-    def _letterbox(self, frames: torch.Tensor, size: int) -> tuple[torch.Tensor, _View]:
-        """Scale the frames to fit size x size, centred on black (MediaPipe's keep_aspect_ratio)."""
-        n, h, w, _ = frames.shape
-        scale = max(h, w) / size
-        new_h, new_w = min(size, round(h / scale)), min(size, round(w / scale))
-        top, left = (size - new_h) // 2, (size - new_w) // 2
-        x = resize_frames(frames, new_h, new_w)
-        x = F.pad(x, (left, size - new_w - left, top, size - new_h - top))
-        sx, sy = w / new_w, h / new_h
-        # Non-square rounding makes sx and sy differ by under a pixel's worth; their mean is exact enough.
-        s = (sx + sy) / 2
-        idx = torch.arange(n, device=self.device)
-        return x, _View(idx, torch.full((n,), -left * s, device=self.device),
-                        torch.full((n,), -top * s, device=self.device), s)
-
-    def _tiles(self, frames: torch.Tensor, tile: int) -> tuple[torch.Tensor, _View]:
-        """Overlapping 192x192 tiles of the frames reduced so that `tile` frame pixels span 192.
-
-        Neighbouring tiles overlap by at least a quarter tile, so a face of `min_face` pixels lies wholly
-        inside at least one tile.
+        Returns images (N,3,size,size) in [0,1] and (scale, x0, y0): input pixel (u, v) shows frame pixel
+        (u * scale + x0, v * scale + y0).
         """
         n, h, w, _ = frames.shape
-        scale = tile / 192
-        rh, rw = round(h / scale), round(w / scale)
-        x = resize_frames(frames, rh, rw)
-        # A side shorter than one tile is padded with black, as the letterbox does.
-        x = F.pad(x, (0, max(0, 192 - rw), 0, max(0, 192 - rh)))
-        starts_y, starts_x = _tile_starts(x.shape[2], 192), _tile_starts(x.shape[3], 192)
-        crops = [x[:, :, y:y + 192, x0:x0 + 192] for y in starts_y for x0 in starts_x]
-        t = len(crops)
-        batch = torch.stack(crops, dim=1).reshape(n * t, 3, 192, 192)
-        sx, sy = w / rw, h / rh
-        s = (sx + sy) / 2
-        ox = torch.tensor([x0 for _ in starts_y for x0 in starts_x], device=self.device, dtype=torch.float32)
-        oy = torch.tensor([y for y in starts_y for _ in starts_x], device=self.device, dtype=torch.float32)
-        idx = torch.arange(n, device=self.device).repeat_interleave(t)
-        return batch, _View(idx, (ox * s).repeat(n), (oy * s).repeat(n), s)
+        new_h, new_w = min(size, round(h * size / max(h, w))), min(size, round(w * size / max(h, w)))
+        top, left = (size - new_h) // 2, (size - new_w) // 2
+        x = F.pad(resize_frames(frames, new_h, new_w), (left, size - new_w - left, top, size - new_h - top))
+        # Rounding makes the two axes' scales differ by under a pixel's worth; their mean is exact enough.
+        scale = (w / new_w + h / new_h) / 2
+        return x, (scale, -left * scale, -top * scale)
 
-    def _run(self, net: nn.Module, anchors: torch.Tensor, images: torch.Tensor, view: _View):
+    def _reduced(self, frames: torch.Tensor, scale: float) -> tuple[torch.Tensor, tuple[float, float, float]]:
+        """The frames reduced by `scale` (frame pixels per input pixel), padded with black on the right and
+        bottom to multiples of 32, the full-range network's total stride. Returns images and
+        (scale, x0, y0) as `_letterbox` does."""
+        n, h, w, _ = frames.shape
+        rh, rw = round(h / scale), round(w / scale)
+        ph, pw = -(-rh // 32) * 32, -(-rw // 32) * 32
+        x = F.pad(resize_frames(frames, rh, rw), (0, pw - rw, 0, ph - rh))
+        return x, ((w / rw + h / rh) / 2, 0.0, 0.0)
+
+    def _run(self, net: nn.Module, anchor_options: dict, images: torch.Tensor,
+             view: tuple[float, float, float]):
         """Run a detector on [0,1] images and decode the candidates above min_score into frame pixels.
 
-        Returns boxes (C,4), keypoints (C,6,2), scores (C,), frame index (C,).
+        Returns boxes (C,4) xyxy, keypoints (C,6,2), scores (C,), frame index (C,).
         """
-        size = images.shape[-1]
-        raw, logits = net(images * 2.0 - 1.0)
-        scores = torch.sigmoid(logits.clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT))
+        key = (images.shape[-2], images.shape[-1], *anchor_options.values())
+        if key not in self._anchors:
+            self._anchors[key] = ssd_anchors(images.shape[-2], images.shape[-1], **anchor_options).to(self.device)
+        anchors = self._anchors[key]
+        # Small chunks: on the CPU, large batches of large images run slower per image (cache misses).
+        outputs = [net(chunk * 2.0 - 1.0) for chunk in images.split(NET_CHUNK)]
+        raw = torch.cat([o[0] for o in outputs])
+        scores = torch.sigmoid(torch.cat([o[1] for o in outputs]).clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT))
         b, a = torch.nonzero(scores >= self.min_score, as_tuple=True)
+        # Offsets from the anchor centre, and absolute width and height, all in input pixels.
         raw = raw[b, a].reshape(-1, 8, 2)
-        # Offsets are in input pixels from the anchor centre; width and height are absolute.
-        centre = raw[:, 0] + anchors[a] * size
+        centre = raw[:, 0] + anchors[a]
         half = raw[:, 1] / 2
-        points = raw[:, 2:] + anchors[a, None] * size
-        boxes = torch.cat([centre - half, centre + half], dim=1)
+        points = raw[:, 2:] + anchors[a, None]
         valid = (half > 0).all(dim=1)
-        b, boxes, points, scores = b[valid], boxes[valid], points[valid], scores[b, a][valid]
-        offset = torch.stack([view.x0[b], view.y0[b]], dim=1)
-        boxes = boxes * view.scale + offset.repeat(1, 2)
-        points = points * view.scale + offset[:, None]
-        return boxes, points, scores, view.frame[b]
-
-
-def _tile_starts(length: int, tile: int) -> list[int]:
-    """Start offsets of tiles covering [0, length) with overlaps of at least a quarter tile."""
-    if length <= tile:
-        return [0]
-    count = math.ceil((length - tile) / (tile * 3 / 4)) + 1
-    step = (length - tile) / (count - 1)
-    return [round(i * step) for i in range(count)]
+        boxes = torch.cat([centre - half, centre + half], dim=1)[valid]
+        scale, x0, y0 = view
+        offset = torch.tensor([x0, y0], device=self.device)
+        boxes = boxes * scale + offset.repeat(2)
+        points = points[valid] * scale + offset
+        return boxes, points, scores[b, a][valid], b[valid]
 
 
 def load_network(net: nn.Module, filename: str, device: torch.device) -> nn.Module:
