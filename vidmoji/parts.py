@@ -97,6 +97,8 @@ CANONICAL_MOUTH = (153.0, 222.0)
 
 # --- part windows ---------------------------------------------------------------------------------------
 WINDOW_SIZE = 32
+WINDOW_SUPERSAMPLE = 4        # windows are rasterised this many times larger, then area-downsampled
+WINDOW_BLUR_SIGMA = 1.0       # pixels at WINDOW_SIZE: a line 1-2 px off still overlaps its twin
 
 
 @dataclass(frozen=True)
@@ -131,5 +133,6 @@ WINDOW_FRAMES: dict[str, WindowFrame] = {
 # near each other in embedding space.
 OPEN_EYE_HEIGHT = 42.0        # lid-to-lid opening of the subject's own resting open eye
 NEUTRAL_BROW_Y = -62.0        # brow centre line above the eye anchor at rest
+CLOSED_EYE_HEIGHT = 4.0       # a shut eye: a collapsed eye region (drawn as a line this wide)
 RESIDUAL_EYE_GAP = 0.45       # share of the open eye's opening the mesh keeps when the eye is shut
 REST_GAP_CAP = 0.03           # cap on the resting lip gap, as a share of the inter-ocular distance

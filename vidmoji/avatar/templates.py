@@ -34,9 +34,9 @@ from vidmoji import parts
 
 TEMPLATES_ROOT = Path(vidmoji.__file__).resolve().parent.parent / "templates"
 SVG_NS = "http://www.w3.org/2000/svg"
-LABEL_LINE_WIDTH = 4.0      # units: every line-class element's width in the label map (a shut eye's lid)
-LABEL_SUPERSAMPLE = 4       # label maps are rasterised this many times larger, then area-downsampled
-LABEL_BLUR_SIGMA = 1.0      # pixels, at the window size
+LABEL_LINE_WIDTH = parts.CLOSED_EYE_HEIGHT  # units: every line-class element's width (a shut eye's lid)
+LABEL_SUPERSAMPLE = parts.WINDOW_SUPERSAMPLE
+LABEL_BLUR_SIGMA = parts.WINDOW_BLUR_SIGMA
 SHADE_FACTOR = 0.82         # `data-skin="shade"`: the skin colour times this
 _CLOSED_TAGS = frozenset({"circle", "ellipse", "rect", "polygon"})
 _OPEN_TAGS = frozenset({"line", "polyline"})

@@ -19,8 +19,6 @@ from vidmoji.face.raster import gaussian_blur, rasterize_soft
 _POLYGON = dict(parts.PARSE_POLYGONS)
 _UPPER_INNER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
 _LOWER_INNER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
-# Closed eyes are drawn as a thin collapsed region in every style; a calibrated closed eye becomes one too.
-_CLOSED_EYE_HEIGHT = 3.0
 # Real brows move less than drawn ones; the gain maps a real raise onto the templates' raise.
 _BROW_GAIN = 1.5
 _SIDES = {"right": (parts.EYE_RIGHT_CORNERS, parts.EYE_RIGHT_LIDS, parts.EYE_RIGHT, parts.BROW_RIGHT),
@@ -156,7 +154,7 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration) -> dict[str, torc
 
     for side in ("right", "left"):
         eye = local[f"eye_{side}"]
-        target = (eye_openness(meas, calibration, side) * parts.OPEN_EYE_HEIGHT).clamp_min(_CLOSED_EYE_HEIGHT)
+        target = (eye_openness(meas, calibration, side) * parts.OPEN_EYE_HEIGHT).clamp_min(parts.CLOSED_EYE_HEIGHT)
         k = target / meas[f"eye_{side}"].clamp_min(1e-3)
         local[f"eye_{side}"] = torch.stack([eye[..., 0], eye[..., 1] * k[:, None]], -1)
         brow = local[f"brow_{side}"]
@@ -175,9 +173,9 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration) -> dict[str, torc
     windows = {}
     for slot in parts.SLOTS:
         pix = _window_pixels(local[slot], slot)
-        channels = [rasterize_soft(pix[:, list(_POLYGON[name])], parts.WINDOW_SIZE)
+        channels = [rasterize_soft(pix[:, list(_POLYGON[name])], parts.WINDOW_SIZE, parts.WINDOW_SUPERSAMPLE)
                     for name in parts.SLOT_CHANNELS[slot]]
-        windows[slot] = gaussian_blur(torch.stack(channels, 1), 1.0)
+        windows[slot] = gaussian_blur(torch.stack(channels, 1), parts.WINDOW_BLUR_SIGMA)
     return windows
 
 
