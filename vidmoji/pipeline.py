@@ -37,7 +37,8 @@ from vidmoji.face.windows import Calibration, measure, part_rgb_crops, part_wind
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
 from vidmoji.smooth import count_switches, make_smoother
-from vidmoji.video import FrameReader, VideoWriter, probe, write_image_atomic, write_text_atomic
+from vidmoji.video import (FrameReader, VideoWriter, check_writable, probe, write_image_atomic,
+                           write_text_atomic)
 
 BATCH = 32
 TOP_K = 5
@@ -98,9 +99,10 @@ def pick_main_face(meshes: list[np.ndarray], previous_box: np.ndarray | None) ->
 
 
 def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | None = None,
-                progress: Progress | None = None) -> FaceTrack:
-    """Pass 1: decode the clip in batches, locate and mesh every face on the device, follow the main one."""
-    locator = FaceLocator(device)
+                progress: Progress | None = None, max_faces: int = 4) -> FaceTrack:
+    """Pass 1: decode the clip in batches, locate and mesh up to max_faces faces per frame on the device,
+    follow the main one."""
+    locator = FaceLocator(device, max_faces=max_faces)
     pts, has_face, meshes, skins, others = [], [], [], [], []
     rgb: dict[str, list[np.ndarray]] = {s: [] for s in parts.SLOTS}
     previous_box = None
@@ -324,6 +326,9 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     style, embedder, indexes = load_style_and_indexes(options.style, options.embedder, options.weights,
                                                      options.templates, device)
     output = Path(options.output) if options.output else _default_output(source, info.is_image, "avatar")
+    for path in (output, options.timeline):
+        if path is not None:
+            check_writable(Path(path))
 
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
         track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress)
@@ -492,7 +497,7 @@ def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResul
     if options.parser == "bisenet":
         from vidmoji.face.bisenet import BiSeNetParser
         parser = BiSeNetParser(options.parser_weights, device)
-    locator = FaceLocator(device)
+    locator = FaceLocator(device, max_faces=8)
     total_faces, total_frames = 0, 0
     to_video = output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp")
     if not to_video and not info.is_image:
@@ -504,7 +509,7 @@ def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResul
                 Progress("parse", info.frame_count, enabled=options.show_progress) as progress:
             for batch in reader:
                 frames = torch.from_numpy(batch.frames).to(device)
-                drawn, n = draw_parse(frames, locator.detect_and_mesh(frames), parser)
+                drawn, n = draw_parse(frames, locator(frames), parser)
                 total_faces += n
                 total_frames += len(drawn)
                 for img, t in zip(drawn, batch.pts_s):

@@ -27,6 +27,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vidmoji.errors import VidmojiError
+
 # x264 quality: crf 20 is visually lossless for flat emoji art; "veryfast" keeps encoding well below the
 # cost of the models per frame.
 DEFAULT_CRF = 20
@@ -47,7 +49,7 @@ _REORDER_DEPTH = 8
 _POLL_S = 0.1
 
 
-class MediaError(Exception):
+class MediaError(VidmojiError):
     """A media file cannot be read or written. The message is one line that makes sense on its own."""
 
 
@@ -374,7 +376,8 @@ def _temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.stem}.part{path.suffix}")
 
 
-def _check_writable(path: Path) -> None:
+def check_writable(path: Path) -> None:
+    """Raise MediaError unless a file can be created at `path` (its folder exists and is writable)."""
     parent = path.parent
     if not parent.exists():
         raise MediaError(f"cannot write {path}: directory {parent} does not exist")
@@ -387,7 +390,7 @@ def _check_writable(path: Path) -> None:
 
 
 def _replace_atomic(path: Path, data: bytes) -> None:
-    _check_writable(path)
+    check_writable(path)
     tmp = _temp_path_for(path)
     try:
         with open(tmp, "wb") as f:
@@ -462,7 +465,7 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         if self.width < 1 or self.height < 1:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
-        _check_writable(self.path)
+        check_writable(self.path)
         self._tmp = _temp_path_for(self.path)
         self._time_base = Fraction(time_base) if time_base else DEFAULT_TIME_BASE
         self._last_pts: int | None = None

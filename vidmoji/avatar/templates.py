@@ -31,6 +31,7 @@ import numpy as np
 
 import vidmoji
 from vidmoji import parts
+from vidmoji.errors import VidmojiError
 
 TEMPLATES_ROOT = Path(vidmoji.__file__).resolve().parent.parent / "templates"
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -45,7 +46,7 @@ _DRAWABLE = _CLOSED_TAGS | _OPEN_TAGS | {"path", "g", "use", "text", "image"}
 ET.register_namespace("", SVG_NS)
 
 
-class StyleError(ValueError):
+class StyleError(VidmojiError, ValueError):
     """A style that does not exist or whose files are inconsistent."""
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidmoji.errors import VidmojiError
 from vidmoji.parts import CANONICAL_EYE_LEFT, CANONICAL_EYE_RIGHT, CROP_SIZE, LABEL_IDS, NUM_LABELS
 
 # The side length the network was trained at, in pixels.
@@ -39,7 +40,7 @@ SIDED_PAIRS: tuple[tuple[int, int], ...] = tuple(
 )
 
 
-class ParserWeightsError(RuntimeError):
+class ParserWeightsError(VidmojiError):
     """The BiSeNet checkpoint is missing or does not fit the network."""
 
 

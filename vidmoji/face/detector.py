@@ -239,9 +239,11 @@ def weighted_nms(boxes: torch.Tensor, keypoints: torch.Tensor, scores: torch.Ten
     remaining = torch.ones_like(scores, dtype=torch.bool)
     out_boxes, out_points, out_scores = [], [], []
     # One iteration per output face, each vectorised over the candidates.
-    for best in range(scores.shape[0]):
-        if not remaining[best]:
-            continue
+    while True:
+        left = torch.nonzero(remaining)
+        if len(left) == 0:
+            break
+        best = left[0, 0]
         lt = torch.maximum(boxes[best, :2], boxes[:, :2])
         rb = torch.minimum(boxes[best, 2:], boxes[:, 2:])
         inter = (rb - lt).clamp(min=0).prod(dim=1)
@@ -362,7 +364,7 @@ class FaceDetector:
         scores = torch.sigmoid(torch.cat([o[1] for o in outputs]).clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT))
         b, a = torch.nonzero(scores >= self.min_score, as_tuple=True)
         # Offsets from the anchor centre, and absolute width and height, all in input pixels.
-        raw = raw[b, a].reshape(-1, 8, 2)
+        raw = raw[b, a].reshape(-1, 2 + NUM_KEYPOINTS, 2)
         centre = raw[:, 0] + anchors[a]
         half = raw[:, 1] / 2
         points = raw[:, 2:] + anchors[a, None]

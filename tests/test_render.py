@@ -1,0 +1,148 @@
+"""`vidmoji render` end to end on the real clips: timing, audio, agreement with the labels, stillness,
+hard clips, still images and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import LABELLED, MEDIA, clip, labels, needs_media
+from vidmoji.evaluate import still_stretches, timeline_agreement
+from vidmoji.pipeline import RenderOptions, render_media
+from vidmoji.smooth import count_switches
+
+pytestmark = needs_media
+
+
+def _stream_times(path: Path) -> tuple[np.ndarray, bool]:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        pts = np.array(sorted(float(f.pts * f.time_base) for f in c.decode(v)))
+        return pts, any(s.type == "audio" for s in c.streams)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """name -> (output video, timeline dict, RenderResult), each labelled clip rendered once."""
+    out = tmp_path_factory.mktemp("render")
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            video, tl = out / f"{name}_avatar.mp4", out / f"{name}.json"
+            result = render_media(clip(name), RenderOptions(output=video, timeline=tl, device="cpu",
+                                                            show_progress=False))
+            cache[name] = (video, json.loads(tl.read_text()), result)
+        return cache[name]
+    return get
+
+
+@pytest.mark.parametrize("name", ["liveportrait__d18", "liveportrait__d0"])
+def test_timestamps_duration_and_audio(rendered, name):
+    video, _, _ = rendered(name)
+    src_pts, src_audio = _stream_times(clip(name))
+    out_pts, out_audio = _stream_times(video)
+    assert len(out_pts) == len(src_pts)
+    frame = np.median(np.diff(src_pts))
+    assert np.abs(out_pts - src_pts).max() < 0.5 * frame
+    assert abs((out_pts[-1] - out_pts[0]) - (src_pts[-1] - src_pts[0])) < frame
+    assert out_audio == src_audio
+
+
+@pytest.mark.parametrize("name", LABELLED)
+def test_timeline_agrees_with_labels(rendered, name):
+    _, tl, _ = rendered(name)
+    scores = timeline_agreement(tl, labels(name))
+    for slot, a in scores.items():
+        assert a.frames > 0
+        assert a.accuracy >= 0.9, f"{name} {slot}: {a.accuracy:.3f} agreement, confusion {a.confusion}"
+
+
+@pytest.mark.parametrize("name", LABELLED)
+def test_still_stretches_do_not_flicker(rendered, name):
+    _, tl, _ = rendered(name)
+    lab = labels(name)
+    spans = still_stretches(lab, min_frames=int(lab["fps"]))
+    assert spans, f"{name} has no still stretch of a second"
+    t = np.array([f["t"] for f in tl["frames"]])
+    switches, seconds = 0, 0.0
+    for a, b in spans:
+        for slot in ("eye_left", "eye_right", "mouth", "brow_left", "brow_right"):
+            ids = [tl["frames"][i]["parts"][slot]["id"] for i in range(a, b + 1)]
+            switches += sum(x != y for x, y in zip(ids, ids[1:]))
+        seconds += (t[b] - t[a]) * 5
+    assert switches / seconds < 0.5, f"{name}: {switches} switches in {seconds:.1f} part-seconds"
+
+
+def test_count_switches_matches_timeline(rendered):
+    _, tl, result = rendered("liveportrait__d18")
+    t = np.array([f["t"] for f in tl["frames"]])
+    ids = np.array([hash(f["parts"]["mouth"]["id"]) for f in tl["frames"]])
+    assert count_switches(ids, t) >= 0
+    assert result.frames == len(tl["frames"])
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidmoji", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_no_face_clip_gives_a_valid_video(tmp_path):
+    out = tmp_path / "crowd.mp4"
+    r = _cli("render", str(MEDIA / "video" / "dlib__MOT20-05-raw_even_shorter.mp4"), "-o", str(out),
+             "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    pts, _ = _stream_times(out)
+    assert len(pts) > 100
+
+
+def test_scene_cuts_give_a_valid_video(tmp_path):
+    out = tmp_path / "hamilton.mp4"
+    r = _cli("render", str(clip("face_recognition__short_hamilton_clip")), "-o", str(out), "--device", "cpu",
+             "--layout", "overlay")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    src, src_audio = _stream_times(clip("face_recognition__short_hamilton_clip"))
+    pts, audio = _stream_times(out)
+    assert len(pts) == len(src) and audio == src_audio
+
+
+def test_still_image_gives_png_and_svg(tmp_path):
+    photo = tmp_path / "astronaut.png"
+    photo.write_bytes((MEDIA / "image" / "scikit-image__astronaut.png").read_bytes())
+    r = _cli("render", str(photo), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    png, svg = tmp_path / "astronaut_avatar.png", tmp_path / "astronaut_avatar.svg"
+    assert png.stat().st_size > 1000 and svg.read_text().lstrip().startswith("<")
+    assert str(png) in r.stdout
+
+
+def _one_line_error(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    return lines[0]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip("liveportrait__d0").read_bytes()[:20_000])
+    for bad in (garbage, truncated, tmp_path / "missing.mp4"):
+        assert str(bad.name) in _one_line_error(_cli("render", str(bad), "--device", "cpu"))
+    msg = _one_line_error(_cli("render", str(clip("liveportrait__d0")), "--style", "nope", "--device", "cpu"))
+    assert "flat" in msg
+    _one_line_error(_cli("render", str(clip("liveportrait__d0")), "-o", "/nonexistent/dir/out.mp4",
+                         "--device", "cpu"))
+    wall = tmp_path / "wall.png"
+    import cv2
+    cv2.imwrite(str(wall), np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1)))
+    assert "no face" in _one_line_error(_cli("render", str(wall), "--device", "cpu"))
+    assert not list(tmp_path.glob(".*part*")) and not (tmp_path / "wall_avatar.png").exists()
