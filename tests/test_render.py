@@ -126,8 +126,9 @@ def test_still_image_gives_png_and_svg(tmp_path):
 def _one_line_error(r: subprocess.CompletedProcess) -> str:
     assert r.returncode != 0
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in r.stderr, r.stderr
+    return errors[0]
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path):

@@ -301,14 +301,6 @@ def _check_layout(layout: str, parser: str, parser_weights: Path | None) -> None
                                      "from face-parsing.PyTorch and pass --parser-weights PATH")
 
 
-def load_style_and_indexes(style_name: str, embedder_name: str, weights: Path | None, templates: Path | None,
-                           device: torch.device) -> tuple[Style, Embedder, dict[str, PartIndex]]:
-    """The style, the embedder on the device, and the style's indexes for it (rebuilt when stale)."""
-    style = load_style(style_name, templates)
-    embedder = load_embedder(embedder_name, device, weights)
-    return style, embedder, load_indexes(style, embedder, device, log=log)
-
-
 def _choice_ids(indexes: dict[str, PartIndex], rows: dict[str, np.ndarray], i: int) -> tuple[str, ...] | None:
     if rows[parts.SLOTS[0]][i] < 0:
         return None
@@ -321,14 +313,15 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     source = Path(source)
     info = probe(source)
     _check_layout(options.layout, options.parser, options.parser_weights)
-    device = choose_device(options.device)
-    log(f"device: {device}")
-    style, embedder, indexes = load_style_and_indexes(options.style, options.embedder, options.weights,
-                                                     options.templates, device)
     output = Path(options.output) if options.output else _default_output(source, info.is_image, "avatar")
     for path in (output, options.timeline):
         if path is not None:
             check_writable(Path(path))
+    style = load_style(options.style, options.templates)
+    device = choose_device(options.device)
+    log(f"device: {device}")
+    embedder = load_embedder(options.embedder, device, options.weights)
+    indexes = load_indexes(style, embedder, device, log=log)
 
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
         track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress)
