@@ -11,6 +11,7 @@ and encodes; it decodes again only when the layout shows the original frames.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -37,8 +38,8 @@ from vidmoji.face.windows import Calibration, measure, part_rgb_crops, part_wind
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
 from vidmoji.smooth import count_switches, make_smoother
-from vidmoji.video import (FrameReader, VideoWriter, check_writable, probe, write_image_atomic,
-                           write_text_atomic)
+from vidmoji.video import (FrameReader, VideoWriter, check_writable, probe, write_bytes_atomic,
+                           write_image_atomic, write_text_atomic)
 
 BATCH = 32
 TOP_K = 5
@@ -331,9 +332,7 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
         log(f"no face found in {source}: the video shows the empty background")
 
     choices = choose_parts(track, embedder, indexes, options.smooth, device)
-    skin_rgb = np.nanmedian(track.skin[track.has_face], axis=0) if track.has_face.any() else None
-    skins = skin_index(style)
-    skin = skins.names[skins.nearest(skin_rgb[None])[0]] if skin_rgb is not None else style.default_skin
+    skin = _skin_name(track, style)
     composer = AvatarComposer(style, skin, options.size)
     others = other_faces_choices(track, embedder, indexes, device) if options.layout == "overlay" else None
 
@@ -532,3 +531,171 @@ def build_style_indexes(style: str | None, embedder_name: str, weights: Path | N
         out = build_indexes(s, embedder, device)
         counts = ", ".join(f"{slot} {sum(p.slot == slot for p in s.parts)}" for slot in parts.SLOTS)
         yield f"indexed style {name!r} with {embedder.name} ({counts}): wrote {out}"
+
+
+# --- the embedding diagnostic -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlotOptions:
+    """Options of `plot_media` (see `vidmoji plot-embeddings --help`)."""
+
+    output: Path | None = None
+    embedders: tuple[str, ...] = ("ae",)
+    style: str = "flat"
+    slots: tuple[str, ...] = ("eye_right", "eye_left", "mouth", "brow_right")
+    data: Path | None = None
+    weights: Path | None = None
+    templates: Path | None = None
+    device: str = "auto"
+    width: int = 1280
+    height: int = 720
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class PlotResult:
+    """What a diagnostic run wrote, and per embedder and slot the median similarity and median
+    frame-to-frame change of the face embedding."""
+
+    frames: int
+    wall_s: float
+    written: tuple[Path, ...]
+    stability: dict[str, dict[str, tuple[float, float]]]
+
+    def summary(self) -> str:
+        lines = [f"{self.frames} frames in {self.wall_s:.1f} s ({self.frames / max(self.wall_s, 1e-9):.1f} fps)"]
+        for emb, slots in self.stability.items():
+            for slot, (sim, change) in slots.items():
+                lines.append(f"  {emb:8s} {slot:10s} median similarity {sim:.3f}, median change {change:.4f}")
+        lines += [f"  wrote {p}" for p in self.written]
+        return "\n".join(lines)
+
+
+def aligned_overlays(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor) -> np.ndarray:
+    """Aligned crops of faces with their mesh label map blended over them (half transparent).
+
+    frames: (N, H, W, 3) uint8 on the device; frame_index (F,) long; mesh (F, 468, 3) frame pixels.
+    Returns (F, CROP_SIZE, CROP_SIZE, 3) uint8 RGB.
+    """
+    from vidmoji.face.align import transform_points
+    matrices = alignment_matrices(mesh)
+    crops = warp_crops(frames, frame_index, matrices).permute(0, 2, 3, 1) * 255
+    labels = mesh_label_map(transform_points(matrices, mesh))
+    colours = colorize(labels).float()
+    blend = torch.where((labels > 0)[..., None], 0.5 * crops + 0.5 * colours, crops)
+    return blend.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def _skin_name(track: FaceTrack, style: Style) -> str:
+    """The palette entry nearest the subject's median skin colour (the style's default without a face)."""
+    if not track.has_face.any():
+        return style.default_skin
+    skins = skin_index(style)
+    return skins.names[skins.nearest(np.nanmedian(track.skin[track.has_face], axis=0)[None])[0]]
+
+
+def plot_media(source: Path, options: PlotOptions) -> PlotResult:
+    """Write the embedding diagnostic video of `source`, its summary picture and optionally its data."""
+    from vidmoji.plot import EmbeddingFigure, embedding_change, summary_figure
+    start = time.perf_counter()
+    source = Path(source)
+    info = probe(source)
+    unknown = [s for s in options.slots if s not in parts.SLOTS]
+    if unknown or not options.slots:
+        raise VidmojiError(f"unknown part slot(s) {', '.join(unknown) or '(none given)'}: choose from "
+                           f"{', '.join(parts.SLOTS)}")
+    output = Path(options.output) if options.output else source.with_name(f"{source.stem}_embeddings.mp4")
+    picture = output.with_suffix(".png")
+    for path in (output, picture, options.data):
+        if path is not None:
+            check_writable(Path(path))
+    style = load_style(options.style, options.templates)
+    device = choose_device(options.device)
+    log(f"device: {device}")
+    embedders = {name: load_embedder(name, device, options.weights) for name in options.embedders}
+    rgb = [e for e in embedders.values() if e.kind == "rgb"]
+    indexes = {name: load_indexes(style, e, device, log=log) for name, e in embedders.items()}
+
+    with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
+        track = track_faces(source, device, rgb[0] if rgb else None, progress)
+    choices = {name: choose_parts(track, e, indexes[name], "viterbi", device) for name, e in embedders.items()}
+    first = next(iter(choices.values()))
+    composer = AvatarComposer(style, _skin_name(track, style), 256)
+    present = np.flatnonzero(track.has_face)
+    row_of = np.full(len(track.pts), -1)
+    row_of[present] = np.arange(len(present))
+    values = _plot_values(track, choices, indexes, options.slots, row_of)
+
+    dims = {name: {s: values[name][s]["face"].shape[1] for s in options.slots} for name in embedders}
+    figure = EmbeddingFigure(options.slots, tuple(embedders), dims, options.width, options.height)
+    written = [output]
+    with VideoWriter(output, options.width, options.height, info.fps or 25.0, info.time_base,
+                     audio_from=source) as writer, FrameReader(source, batch_size=BATCH) as reader, \
+            Progress("plot", len(track.pts), enabled=options.show_progress) as progress:
+        for batch in reader:
+            idx = np.arange(batch.index, batch.index + len(batch.pts_s))
+            with_face = [j for j, i in enumerate(idx) if track.has_face[i]]
+            crops = {}
+            if with_face:
+                frames = torch.from_numpy(batch.frames).to(device)
+                mesh = torch.from_numpy(track.mesh[idx[with_face]]).to(device)
+                crops = dict(zip(with_face, aligned_overlays(frames, torch.tensor(with_face, device=device), mesh)))
+            for j, i in enumerate(idx):
+                face, part, sim, lab = ({n: {} for n in embedders} for _ in range(4))
+                for name in embedders:
+                    for s in options.slots:
+                        v = values[name][s]
+                        has = bool(track.has_face[i])
+                        face[name][s] = v["face"][i] if has else None
+                        part[name][s] = v["part"][i] if has else None
+                        sim[name][s] = float(v["similarity"][i])
+                        r = int(choices[name].rows[s][i])
+                        lab[name][s] = (f"{indexes[name][s].part_ids[r]} [{', '.join(indexes[name][s].tags[r])}]"
+                                        if r >= 0 else "")
+                choice = _choice_ids(indexes[next(iter(embedders))], first.rows, i)
+                avatar = composer.avatar(choice)[..., :3] if choice is not None else None
+                writer.write(figure.draw(face, part, sim, lab, crops.get(j), avatar,
+                                         f"{source.name}  frame {i}  t={track.pts[i]:.2f} s"), float(track.pts[i]))
+                progress.advance(1)
+
+    change = {n: {s: embedding_change(values[n][s]["face"]) for s in options.slots} for n in embedders}
+    similarity = {n: {s: values[n][s]["similarity"] for s in options.slots} for n in embedders}
+    write_image_atomic(picture, summary_figure(track.pts, similarity, change))
+    written.append(picture)
+    if options.data:
+        arrays = {"t": track.pts, "face_found": track.has_face}
+        for n in embedders:
+            for s in options.slots:
+                for key in ("face", "part", "similarity", "row"):
+                    arrays[f"{n}/{s}/{key}"] = values[n][s][key]
+        _save_npz_atomic(Path(options.data), arrays)
+        written.append(Path(options.data))
+    stability = {n: {s: (float(np.nanmedian(similarity[n][s])) if track.has_face.any() else float("nan"),
+                         float(np.nanmedian(change[n][s])) if track.has_face.sum() > 1 else float("nan"))
+                     for s in options.slots} for n in embedders}
+    return PlotResult(len(track.pts), time.perf_counter() - start, tuple(written), stability)
+
+
+def _plot_values(track: FaceTrack, choices: dict[str, PartChoices], indexes: dict[str, dict[str, PartIndex]],
+                 slots: tuple[str, ...], row_of: np.ndarray) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Per embedder and slot, (T, D) face embeddings and chosen-part embeddings (NaN rows where no face),
+    (T,) similarity and (T,) chosen row (-1 where no face): exactly what the video shows."""
+    out = {}
+    has = track.has_face
+    for name, ch in choices.items():
+        out[name] = {}
+        for s in slots:
+            emb = ch.matches[s].embeddings
+            d = emb.shape[1] if emb.ndim == 2 and emb.shape[0] else indexes[name][s].vectors.shape[1]
+            face = np.full((len(track.pts), d), np.nan, np.float32)
+            part = np.full((len(track.pts), d), np.nan, np.float32)
+            rows = ch.rows[s]
+            face[has] = emb[row_of[has]]
+            part[has] = indexes[name][s].vectors[rows[has]]
+            out[name][s] = {"face": face, "part": part, "similarity": ch.similarity[s], "row": rows}
+    return out
+
+
+def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes_atomic(path, buf.getvalue())

@@ -159,10 +159,11 @@ class _Panel:
         zeros = np.zeros(n)
         # Purple first so the face's pink graph stays on top where they coincide. No antialiasing: it is
         # slower and would blend the two colours into shades the eye (and the tests) cannot attribute.
-        self.part_line, = ax.plot(x, zeros, color=PART_COLOR, lw=1.5, marker="s", ms=4.5, mew=0,
-                                  antialiased=False, animated=animated, visible=False)
-        self.face_line, = ax.plot(x, zeros, color=FACE_COLOR, lw=1.5, marker="o", ms=4.5, mew=0,
-                                  antialiased=False, animated=animated, visible=False)
+        # zorder 3, above the spines (2.5): blitting draws the lines after the whole background anyway, and
+        # a full redraw must stack them the same way to give the same picture.
+        style = dict(lw=1.5, ms=4.5, mew=0, antialiased=False, animated=animated, visible=False, zorder=3)
+        self.part_line, = ax.plot(x, zeros, color=PART_COLOR, marker="s", **style)
+        self.face_line, = ax.plot(x, zeros, color=FACE_COLOR, marker="o", **style)
         self.no_face = ax.text(0.5, 0.5, "no face", transform=ax.transAxes, ha="center", va="center",
                                fontsize=FONT_SIZE + 2, color="#999999", animated=animated, visible=False)
         # The title strip above the axes, ending a pixel short of the axes' top spine: the chosen part's

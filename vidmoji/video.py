@@ -389,7 +389,9 @@ def check_writable(path: Path) -> None:
         raise MediaError(f"cannot write {path}: directory {parent} is not writable")
 
 
-def _replace_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes via a temporary file beside `path` and an atomic rename. Raises MediaError."""
+    path = Path(path)
     check_writable(path)
     tmp = _temp_path_for(path)
     try:
@@ -422,13 +424,13 @@ def write_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix or ".png", image)
     if not ok:
         raise MediaError(f"cannot write {path}: no image encoder for {path.suffix!r}")
-    _replace_atomic(path, encoded.tobytes())
+    write_bytes_atomic(path, encoded.tobytes())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 text (SVG, JSON) via a temporary file and an atomic rename. Raises MediaError."""
     path = Path(path)
-    _replace_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 class VideoWriter:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from vidmoji import parts
 from vidmoji.avatar.templates import Part, Style, render_label_window, render_rgba
 from vidmoji.embed.base import Embedder, embed_slot
 from vidmoji.errors import VidmojiError
+from vidmoji.video import write_bytes_atomic
 
 INDEXES_ROOT = Path(vidmoji.__file__).resolve().parent.parent / "indexes"
 FORMAT_VERSION = 1
@@ -99,17 +98,6 @@ def index_dir(style: Style, embedder_name: str, root: Path | None = None) -> Pat
     return Path(root or INDEXES_ROOT) / style.name / embedder_name
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_indexes(style: Style, embedder: Embedder, device: torch.device,
                   root: Path | None = None) -> Path:
     """Embed every part of the style and write its indexes; returns the directory written.
@@ -126,14 +114,14 @@ def build_indexes(style: Style, embedder: Embedder, device: torch.device,
     for slot in parts.SLOTS:
         vectors = embed_parts(style, embedder, slot, device)
         index = _flat_index(vectors)
-        _write_atomic(out / f"{slot}.faiss", faiss.serialize_index(index).tobytes())
-        _write_atomic(out / f"{slot}.npy", _npy_bytes(vectors))
+        write_bytes_atomic(out / f"{slot}.faiss", faiss.serialize_index(index).tobytes())
+        write_bytes_atomic(out / f"{slot}.npy", _npy_bytes(vectors))
         slot_parts = [p for p in style.parts if p.slot == slot]
         meta["slots"][slot] = {
             "dim": int(vectors.shape[1]),
             "parts": [{"id": p.id, "file": Path(p.path).name, "tags": list(p.tags)} for p in slot_parts],
         }
-    _write_atomic(out / "meta.json", json.dumps(meta, indent=1).encode())
+    write_bytes_atomic(out / "meta.json", json.dumps(meta, indent=1).encode())
     return out
 
 
