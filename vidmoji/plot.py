@@ -15,6 +15,7 @@ This module is a leaf: numpy, matplotlib (Agg canvas, no pyplot), cv2 and vidmoj
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -31,12 +32,12 @@ BACKGROUND = "#ffffff"
 _BACKGROUND_RGB = (255, 255, 255)
 TEXT_COLOR = "#222222"
 
-# Embeddings longer than this are shown as a fixed random orthonormal projection to this many dimensions
-# (ResNet50's 2048): a graph of 2048 points is unreadable at panel size, and, unlike the first 64
-# coordinates, the projection keeps inner products on average, so how well the pink and purple graphs
-# agree still reflects the cosine similarity of the full vectors. Per-coordinate scale is also kept:
-# projecting onto orthonormal directions keeps |x| * sqrt(64/D) over 64 coordinates, the same
-# |x|/sqrt(D) per coordinate as the original.
+# Embeddings longer than this are shown as a fixed random projection to this many dimensions (ResNet50's
+# 2048): a graph of 2048 points is unreadable at panel size, and, unlike the first 64 coordinates, a random
+# projection keeps inner products on average, so how well the pink and purple graphs agree still reflects
+# the cosine similarity of the full vectors. Gaussian directions scaled by 1/sqrt(D) are orthonormal to
+# about 1/sqrt(D) (0.02 at 2048) and keep the per-coordinate scale |x|/sqrt(D) of the original, without a
+# QR factorisation (which takes up to a second on a busy machine with threaded BLAS).
 MAX_PLOTTED_DIMS = 64
 PROJECTION_SEED = 0
 
@@ -85,17 +86,17 @@ def embedding_change(embeddings: np.ndarray) -> np.ndarray:
 def _nice_ceil(x: float) -> float:
     """The smallest of 1, 2, 5 x 10^k that is >= x (x > 0): y limits that only change in visible steps."""
     k = math.floor(math.log10(x))
-    for m in (1.0, 2.0, 5.0, 10.0):
-        if m * 10.0**k >= x:
-            return m * 10.0**k
-    raise AssertionError("unreachable")
+    return next(m * 10.0**k for m in (1.0, 2.0, 5.0, 10.0) if m * 10.0**k >= x)
 
 
+@functools.lru_cache(maxsize=None)
 def _projection(dim: int) -> np.ndarray:
-    """(dim, MAX_PLOTTED_DIMS) float32 with orthonormal columns, the same for every call with this dim."""
-    g = np.random.default_rng(PROJECTION_SEED).standard_normal((dim, MAX_PLOTTED_DIMS))
-    q, _ = np.linalg.qr(g)
-    return q.astype(np.float32)
+    """(dim, MAX_PLOTTED_DIMS) float32, N(0, 1/dim) entries: the same (read-only) matrix for every panel and
+    run with this dim."""
+    g = np.random.default_rng(PROJECTION_SEED).standard_normal((dim, MAX_PLOTTED_DIMS)) / np.sqrt(dim)
+    g = g.astype(np.float32)
+    g.flags.writeable = False
+    return g
 
 
 def _pixel_rect_to_figure(x: float, y: float, w: float, h: float, width: int, height: int) -> list[float]:
@@ -119,7 +120,8 @@ class _TextSprite:
         # Baseline 4 px above the box's bottom: room for descenders. Display coordinates have their origin at
         # the bottom left.
         self.text = fig.text((x if ha == "left" else x + w) / fig_w, (fig_h - y - h + 4) / fig_h, "",
-                             ha=ha, va="baseline", fontsize=FONT_SIZE, color=TEXT_COLOR, animated=animated)
+                             ha=ha, va="baseline", fontsize=FONT_SIZE, color=TEXT_COLOR, animated=animated,
+                             parse_math=False)
         self.text.set_clip_box(Bbox.from_bounds(x, fig_h - y - h, w, h))
         self.text.set_clip_on(True)
         self._cap = cap
@@ -193,7 +195,7 @@ class EmbeddingFigure:
     Layout (pixels, top-left origin): a header line (caption, colour key), then the panel grid (rows =
     slots, columns = embedders), and on the right the aligned face crop above the composed avatar, each
     letterboxed into a square. Embeddings longer than 64 dimensions are drawn as a fixed random
-    orthonormal projection to 64 (see MAX_PLOTTED_DIMS). A part label too long for its panel is cut.
+    projection to 64 (see MAX_PLOTTED_DIMS). A part label too long for its panel is cut.
 
     Y limits are symmetric, +-h per panel. With `ylim` given (ylim[embedder][slot] = h) they are fixed;
     otherwise h starts at the first embedding seen and only grows, in 1-2-5 steps, when a value leaves
@@ -247,7 +249,8 @@ class EmbeddingFigure:
         # Panel grid to the left of the images, on whole pixels so the title strips are exact boxes.
         n_rows, n_cols = len(self.slots), len(self.embedders)
         panel_w = (img_x - MARGIN_PX - LEFT_PX - (n_cols - 1) * COLUMN_GAP_PX) // n_cols
-        panel_h = (self.height - HEADER_PX - XTICKS_PX - n_rows * TITLE_PX - (n_rows - 1) * ROW_GAP_PX) // n_rows
+        grid_h = self.height - HEADER_PX - XTICKS_PX - n_rows * TITLE_PX - (n_rows - 1) * ROW_GAP_PX
+        panel_h = grid_h // n_rows
         if panel_w < SIMILARITY_PX + 40 or panel_h < 20:
             raise ValueError(f"figure {self.width}x{self.height} is too small for "
                              f"{n_rows} slots x {n_cols} embedders")
@@ -258,8 +261,8 @@ class EmbeddingFigure:
             for r, s in enumerate(self.slots):
                 y = HEADER_PX + TITLE_PX + r * (panel_h + TITLE_PX + ROW_GAP_PX)
                 dim = int(dims[e][s])
-                ax = self._fig.add_axes(_pixel_rect_to_figure(x, y, panel_w, panel_h, self.width, self.height),
-                                        sharex=first_ax)
+                rect = _pixel_rect_to_figure(x, y, panel_w, panel_h, self.width, self.height)
+                ax = self._fig.add_axes(rect, sharex=first_ax)
                 first_ax = first_ax or ax
                 ax.tick_params(labelsize=SMALL_FONT_SIZE, length=2, pad=1)
                 ax.axhline(0.0, color="#dddddd", lw=0.8, zorder=0)
@@ -282,10 +285,12 @@ class EmbeddingFigure:
                     ax.set_ylim(-1.0, 1.0)
                 self._panels[e][s] = panel
 
+        # Labels and captions are plain text (parse_math=False: a "$" in a tag must not start mathtext).
         # Header: the caption changes per frame (and never repeats, so it is drawn, not cached); the colour
         # key is words, not coloured swatches, so that pink pixels appear exactly where a face embedding is.
         self._caption = self._fig.text(MARGIN_PX / self.width, 1.0 - (HEADER_PX - 7) / self.height, "",
-                                       fontsize=FONT_SIZE + 1, color=TEXT_COLOR, animated=blit)
+                                       fontsize=FONT_SIZE + 1, color=TEXT_COLOR, animated=blit,
+                                       parse_math=False)
         self._fig.text((img_x - MARGIN_PX) / self.width, 1.0 - (HEADER_PX - 7) / self.height,
                        "pink: face part   purple: chosen avatar part", ha="right",
                        fontsize=FONT_SIZE, color=TEXT_COLOR)
@@ -304,7 +309,8 @@ class EmbeddingFigure:
             for sprite in self._sprites:
                 sprite.clear()
 
-    def draw(self, face: dict[str, dict[str, np.ndarray | None]], part: dict[str, dict[str, np.ndarray | None]],
+    def draw(self, face: dict[str, dict[str, np.ndarray | None]],
+             part: dict[str, dict[str, np.ndarray | None]],
              similarity: dict[str, dict[str, float]], labels: dict[str, dict[str, str]],
              crop: np.ndarray | None, avatar: np.ndarray | None, caption: str = "") -> np.ndarray:
         """Draw one frame.
@@ -411,7 +417,8 @@ def _median_label(name: str, values: np.ndarray) -> str:
 
 
 def summary_figure(times: np.ndarray, similarity: dict[str, dict[str, np.ndarray]],
-                   change: dict[str, dict[str, np.ndarray]], width: int = 1600, height: int = 900) -> np.ndarray:
+                   change: dict[str, dict[str, np.ndarray]],
+                   width: int = 1600, height: int = 900) -> np.ndarray:
     """The clip's summary picture (`<stem>_embeddings.png`).
 
     times: (T,) seconds. similarity[embedder][slot]: (T,) cosine similarity of the chosen part, NaN where
