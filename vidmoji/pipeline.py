@@ -626,7 +626,10 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
     values = _plot_values(track, choices, indexes, options.slots, row_of)
 
     dims = {name: {s: values[name][s]["face"].shape[1] for s in options.slots} for name in embedders}
-    figure = EmbeddingFigure(options.slots, tuple(embedders), dims, options.width, options.height)
+    # One fixed scale per panel for the whole clip, so a frame's graph reads the same at any point.
+    ylim = {n: {s: float(np.nan_to_num(np.nanmax(np.abs(np.stack([values[n][s]["face"], values[n][s]["part"]]))),
+                                       nan=1.0) * 1.1 or 1.0) for s in options.slots} for n in embedders}
+    figure = EmbeddingFigure(options.slots, tuple(embedders), dims, options.width, options.height, ylim=ylim)
     written = [output]
     with VideoWriter(output, options.width, options.height, info.fps or 25.0, info.time_base,
                      audio_from=source) as writer, FrameReader(source, batch_size=BATCH) as reader, \
@@ -652,7 +655,7 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
                         lab[name][s] = (f"{indexes[name][s].part_ids[r]} [{', '.join(indexes[name][s].tags[r])}]"
                                         if r >= 0 else "")
                 choice = _choice_ids(indexes[next(iter(embedders))], first.rows, i)
-                avatar = composer.avatar(choice)[..., :3] if choice is not None else None
+                avatar = avatar_frame(composer.avatar(choice), None, None) if choice is not None else None
                 writer.write(figure.draw(face, part, sim, lab, crops.get(j), avatar,
                                          f"{source.name}  frame {i}  t={track.pts[i]:.2f} s"), float(track.pts[i]))
                 progress.advance(1)

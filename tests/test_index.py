@@ -1,0 +1,94 @@
+"""Part indexes: deterministic, self-retrieving, style switching without retraining, and face-to-avatar
+agreement with the labels (nearest part, before any smoothing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import LABELLED, labels, needs_media
+from vidmoji import parts
+from vidmoji.avatar.index import build_indexes, embed_parts, load_indexes, read_indexes
+from vidmoji.avatar.templates import list_styles, load_style
+from vidmoji.embed.registry import load_embedder
+from vidmoji.evaluate import agreement, binary_state
+from vidmoji.face.windows import Calibration, measure
+from vidmoji.match import match_windows
+from vidmoji.pipeline import face_windows
+
+CPU = torch.device("cpu")
+STATE_SLOTS = ("eye_left", "eye_right", "brow_left", "brow_right", "mouth")
+
+
+@pytest.fixture(scope="module", params=["ae", "pca"])
+def embedder(request):
+    return load_embedder(request.param, CPU)
+
+
+def test_index_is_deterministic_and_finds_itself(embedder, tmp_path):
+    style = load_style("flat")
+    a = read_indexes(style, embedder.name, build_indexes(style, embedder, CPU, tmp_path / "a").parent.parent)
+    b = read_indexes(style, embedder.name, build_indexes(style, embedder, CPU, tmp_path / "b").parent.parent)
+    for slot in parts.SLOTS:
+        np.testing.assert_array_equal(a[slot].vectors, b[slot].vectors)
+        assert a[slot].part_ids == b[slot].part_ids
+        sims, rows = a[slot].search(a[slot].vectors, 1)
+        # Parts may repeat a shape (a gaze variant has the same label map as the plain eye): then its twin
+        # is as near as itself.
+        own = sims[:, 0] >= 0.99
+        assert own.all(), f"{slot}: parts not found by their own embedding: {np.flatnonzero(~own)}"
+        same = [a[slot].part_ids[r] == pid or s > 0.999 for pid, r, s in zip(a[slot].part_ids, rows[:, 0], sims[:, 0])]
+        assert all(same)
+
+
+def test_stale_index_is_rebuilt_and_corrupt_one_refused(embedder, tmp_path):
+    from vidmoji.avatar.index import IndexError_
+    style = load_style("flat")
+    out = build_indexes(style, embedder, CPU, tmp_path)
+    meta = out / "meta.json"
+    meta.write_text(meta.read_text().replace('"fingerprint": "', '"fingerprint": "x'))
+    messages = []
+    load_indexes(style, embedder, CPU, tmp_path, log=messages.append)
+    assert messages and "stale" in messages[0]
+    (out / "mouth.faiss").write_bytes(b"not an index")
+    with pytest.raises(IndexError_, match="corrupt"):
+        read_indexes(style, embedder.name, tmp_path)
+
+
+def test_style_switching_keeps_the_state(embedder):
+    """For each part of one style, its nearest part in each other style carries the same state tag."""
+    styles = [load_style(n) for n in list_styles()]
+    assert len(styles) >= 3
+    for a in styles:
+        for b in styles:
+            if a is b:
+                continue
+            ok = total = 0
+            idx_b = load_indexes(b, embedder, CPU, log=lambda m: None)
+            for slot in STATE_SLOTS:
+                tags_a = [p.tags for p in a.parts if p.slot == slot]
+                _, rows = idx_b[slot].search(embed_parts(a, embedder, slot, CPU), 1)
+                ok += sum(t[0] == idx_b[slot].tags[r][0] for t, r in zip(tags_a, rows[:, 0]))
+                total += len(tags_a)
+            assert ok / total >= 0.8, f"{embedder.name}: {a.name} -> {b.name} keeps the state in {ok}/{total}"
+
+
+@needs_media
+@pytest.mark.parametrize("name", LABELLED)
+def test_face_to_avatar_nearest_part_agrees_with_labels(embedder, face_tracks, name):
+    track = face_tracks(name)
+    lab = labels(name)
+    mesh = track.mesh[track.has_face]
+    windows = face_windows(mesh, Calibration.from_measures(measure(torch.from_numpy(mesh))), CPU)
+    present = np.flatnonzero(track.has_face)
+    for style_name in list_styles():
+        idx = load_indexes(load_style(style_name), embedder, CPU, log=lambda m: None)
+        matches = match_windows(embedder, idx, windows, k=1)
+        for slot in ("eye_left", "eye_right", "mouth"):
+            predicted = [None] * len(track.pts)
+            for j, i in enumerate(present):
+                predicted[i] = binary_state(slot, idx[slot].tags[int(matches[slot].rows[j, 0])])
+            a = agreement(lab, slot, predicted)
+            assert a.accuracy >= 0.9, (f"{embedder.name} {style_name} {name} {slot}: {a.accuracy:.3f} "
+                                       f"({a.confusion})")
