@@ -143,9 +143,9 @@ def test_mesh_matches_tflite(detector, mesh, tflite_models, parity_frames):
 def test_frame_alone_equals_frame_in_batch(detector, mesh):
     frames = read_frames("liveportrait__d3", limit=32)
     alone = detector.detect(frames[5:6])[0]
-    batched = detector.detect(frames)[5]
-    torch.testing.assert_close(batched.boxes, alone.boxes, atol=1e-3, rtol=0)
-    rois = torch.cat([mesh.roi_from_detection(d.boxes[:1], d.keypoints[:1]) for d in detector.detect(frames)])
+    batched = detector.detect(frames)
+    torch.testing.assert_close(batched[5].boxes, alone.boxes, atol=1e-3, rtol=0)
+    rois = torch.cat([mesh.roi_from_detection(d.boxes[:1], d.keypoints[:1]) for d in batched])
     points, presence = mesh.run(frames, torch.arange(32), rois)
     points_alone, presence_alone = mesh.run(frames[5:6], torch.zeros(1, dtype=torch.long), rois[5:6])
     # Batched convolutions sum in another order: differences of a few float32 steps at ~300 pixels.

@@ -23,7 +23,7 @@ INPUT_SIZE = 192
 ROI_SCALE = 1.5
 # The eye-corner landmarks whose line sets the ROI rotation (subject's right outer, left outer).
 ROTATION_POINTS = (33, 263)
-# ROIs whose crops are converted from uint8 frames at once, to bound memory on large frames.
+# ROIs cropped and meshed at once, to bound memory on large frames.
 CROP_CHUNK = 16
 
 
@@ -136,7 +136,11 @@ class FaceMesh:
         """
         frames = frames.to(self.device)
         frame_index, rois = frame_index.to(self.device), rois.to(self.device).float()
-        raw, logit = self.net(self.crop(frames, frame_index, rois))
+        # Chunks bound the memory of the float crops and keep CPU batches cache-friendly.
+        outputs = [self.net(self.crop(frames, idx, r))
+                   for idx, r in zip(frame_index.split(CROP_CHUNK), rois.split(CROP_CHUNK))]
+        raw = torch.cat([o[0] for o in outputs]) if outputs else rois.new_zeros((0, NUM_POINTS, 3))
+        logit = torch.cat([o[1] for o in outputs]) if outputs else rois.new_zeros(0)
         # Input pixels -> ROI units centred on the ROI centre -> rotated and scaled into frame pixels.
         u = raw[..., 0] / INPUT_SIZE - 0.5
         v = raw[..., 1] / INPUT_SIZE - 0.5
