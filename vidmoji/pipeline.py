@@ -32,6 +32,7 @@ from vidmoji.embed.base import Embedder, embed_slot
 from vidmoji.embed.registry import load_embedder
 from vidmoji.errors import VidmojiError
 from vidmoji.face.align import alignment_matrices, invert_affine, warp_crops
+from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
 from vidmoji.face.parse import colorize, mesh_label_map
 from vidmoji.face.windows import Calibration, measure, part_rgb_crops, part_windows, skin_colours
@@ -99,11 +100,26 @@ def pick_main_face(meshes: list[np.ndarray], previous_box: np.ndarray | None) ->
     return int(areas.argmax())
 
 
+def refined_meshes(frames: torch.Tensor, faces: list[list], refiner: EyeRefiner) -> list[list[torch.Tensor]]:
+    """Per frame, the (468, 3) meshes of its faces with the eye contours refined by the iris model (the
+    plain mesh barely closes an eye); all faces of the batch go through the iris model at once."""
+    index = [i for i, ff in enumerate(faces) for _ in ff]
+    if not index:
+        return [[] for _ in faces]
+    mesh = torch.stack([f.mesh for ff in faces for f in ff]).float()
+    refined, _ = refiner.refine(frames, torch.tensor(index, device=frames.device), mesh)
+    out: list[list[torch.Tensor]] = [[] for _ in faces]
+    for i, m in zip(index, refined):
+        out[i].append(m)
+    return out
+
+
 def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | None = None,
                 progress: Progress | None = None, max_faces: int = 4) -> FaceTrack:
     """Pass 1: decode the clip in batches, locate and mesh up to max_faces faces per frame on the device,
     follow the main one."""
     locator = FaceLocator(device, max_faces=max_faces)
+    refiner = EyeRefiner(device)
     pts, has_face, meshes, skins, others = [], [], [], [], []
     rgb: dict[str, list[np.ndarray]] = {s: [] for s in parts.SLOTS}
     previous_box = None
@@ -112,10 +128,10 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
         nan_mesh = np.full((468, 3), np.nan, np.float32)
         for batch in reader:
             frames = torch.from_numpy(batch.frames).to(device)
-            faces = locator.track(frames)
+            faces = refined_meshes(frames, locator.track(frames), refiner)
             main_idx, main_mesh = [], []
             for i, frame_faces in enumerate(faces):
-                face_meshes = [f.mesh.float().cpu().numpy() for f in frame_faces]
+                face_meshes = [m.float().cpu().numpy() for m in frame_faces]
                 k = pick_main_face(face_meshes, previous_box)
                 if k is None:
                     meshes.append(nan_mesh)
@@ -127,7 +143,7 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
                 others.append([m for j, m in enumerate(face_meshes) if j != k])
                 has_face.append(True)
                 main_idx.append(i)
-                main_mesh.append(frame_faces[k].mesh)
+                main_mesh.append(frame_faces[k])
             skin_rows = np.full((len(batch.pts_s), 3), np.nan, np.float32)
             if main_idx:
                 index = torch.tensor(main_idx, device=device)
@@ -451,14 +467,14 @@ class ParseResult:
         return f"{self.frames} frame(s), {self.faces} face(s) parsed\n  wrote {self.written}"
 
 
-def draw_parse(frames: torch.Tensor, faces: list[list], parser=None) -> tuple[np.ndarray, int]:
+def draw_parse(frames: torch.Tensor, faces: list[list[torch.Tensor]], parser=None) -> tuple[np.ndarray, int]:
     """Frames (N, H, W, 3) uint8 on the device with each face's label map (half transparent) and mesh
     points drawn over them. Returns (N, H, W, 3) uint8 numpy and the number of faces drawn."""
     out = frames.cpu().numpy().copy()
     index = [i for i, ff in enumerate(faces) for _ in ff]
     if not index:
         return out, 0
-    mesh = torch.stack([f.mesh for ff in faces for f in ff]).float()
+    mesh = torch.stack([m for ff in faces for m in ff]).float()
     matrices = alignment_matrices(mesh)
     if parser is None:
         from vidmoji.face.align import transform_points
@@ -490,6 +506,7 @@ def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResul
         from vidmoji.face.bisenet import BiSeNetParser
         parser = BiSeNetParser(options.parser_weights, device)
     locator = FaceLocator(device, max_faces=8)
+    refiner = EyeRefiner(device)
     total_faces, total_frames = 0, 0
     to_video = output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp")
     if not to_video and not info.is_image:
@@ -501,7 +518,7 @@ def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResul
                 Progress("parse", info.frame_count, enabled=options.show_progress) as progress:
             for batch in reader:
                 frames = torch.from_numpy(batch.frames).to(device)
-                drawn, n = draw_parse(frames, locator(frames), parser)
+                drawn, n = draw_parse(frames, refined_meshes(frames, locator(frames), refiner), parser)
                 total_faces += n
                 total_frames += len(drawn)
                 for img, t in zip(drawn, batch.pts_s):
