@@ -284,6 +284,7 @@ class RenderResult:
     wall_s: float
     written: tuple[Path, ...]
     device: str
+    stages: dict[str, float]
 
     @property
     def fps(self) -> float:
@@ -291,8 +292,9 @@ class RenderResult:
 
     def summary(self) -> str:
         paths = "\n".join(f"  wrote {p}" for p in self.written)
+        stages = ", ".join(f"{name} {s:.1f} s" for name, s in self.stages.items())
         return (f"{self.frames} frames, face in {self.face_share:.0%}, {self.switches_per_s:.2f} part switches/s, "
-                f"{self.wall_s:.1f} s ({self.fps:.1f} fps on {self.device})\n{paths}")
+                f"{self.wall_s:.1f} s ({self.fps:.1f} fps on {self.device}; {stages})\n{paths}")
 
 
 def _default_output(source: Path, is_image: bool, suffix: str) -> Path:
@@ -340,8 +342,10 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     embedder = load_embedder(options.embedder, device, options.weights)
     indexes = load_indexes(style, embedder, device, log=log)
 
+    stages = {"setup": time.perf_counter() - start}
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
         track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress)
+    stages["faces"] = time.perf_counter() - start - sum(stages.values())
     if not track.has_face.any() and info.is_image:
         raise NoFaceError(f"no face found in {source}")
     if not track.has_face.any():
@@ -351,6 +355,7 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     skin = _skin_name(track, style)
     composer = AvatarComposer(style, skin, options.size)
     others = other_faces_choices(track, embedder, indexes, device) if options.layout == "overlay" else None
+    stages["match"] = time.perf_counter() - start - sum(stages.values())
 
     written = []
     if info.is_image:
@@ -363,9 +368,10 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     if options.timeline:
         write_text_atomic(options.timeline, json.dumps(timeline(track, choices, indexes, style, embedder), indent=1))
         written.append(Path(options.timeline))
+    stages["compose"] = time.perf_counter() - start - sum(stages.values())
     switches = np.mean([count_switches(choices.rows[s], track.pts) for s in parts.SLOTS]) if len(track.pts) else 0.0
     return RenderResult(len(track.pts), float(track.has_face.mean()), float(switches),
-                        time.perf_counter() - start, tuple(written), str(device))
+                        time.perf_counter() - start, tuple(written), str(device), stages)
 
 
 def _write_image(output, track, choices, indexes, style, skin, composer, options, source, others) -> list[Path]:
