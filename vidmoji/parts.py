@@ -134,5 +134,5 @@ WINDOW_FRAMES: dict[str, WindowFrame] = {
 OPEN_EYE_HEIGHT = 42.0        # lid-to-lid opening of the subject's own resting open eye
 NEUTRAL_BROW_Y = -62.0        # brow centre line above the eye anchor at rest
 CLOSED_EYE_HEIGHT = 4.0       # a shut eye: a collapsed eye region (drawn as a line this wide)
-RESIDUAL_EYE_GAP = 0.45       # share of the open eye's opening the mesh keeps when the eye is shut
+RESIDUAL_EYE_GAP = 0.6        # share of the open opening an iris-refined contour keeps on a shut eye, at most
 REST_GAP_CAP = 0.03           # cap on the resting lip gap, as a share of the inter-ocular distance
