@@ -31,14 +31,12 @@ def match_windows(embedder: Embedder, indexes: dict[str, PartIndex], windows: di
     out = {}
     for slot in parts.SLOTS:
         w = windows[slot]
-        with torch.inference_mode():
-            emb = torch.cat([embed_slot(embedder, slot, w[i:i + batch_size]).float().cpu()
-                             for i in range(0, len(w), batch_size)]) if len(w) else torch.zeros((0, 1))
+        emb = torch.zeros((0, indexes[slot].vectors.shape[1]))
+        if len(w):
+            with torch.inference_mode():
+                emb = torch.cat([embed_slot(embedder, slot, w[i:i + batch_size]).float().cpu()
+                                 for i in range(0, len(w), batch_size)])
         emb_np = emb.numpy()
-        if len(emb_np):
-            sims, rows = indexes[slot].search(emb_np, k)
-        else:
-            kk = min(k, len(indexes[slot].part_ids))
-            sims, rows = np.zeros((0, kk), np.float32), np.zeros((0, kk), np.int64)
+        sims, rows = indexes[slot].search(emb_np, k)
         out[slot] = SlotMatches(emb_np, sims, rows)
     return out

@@ -60,7 +60,8 @@ class FaceTrack:
 
     pts: (T,) float64 seconds; has_face: (T,) bool; mesh: (T, 468, 3) float32 frame pixels of the main
     face (NaN where none); skin: (T, 3) float32 RGB of the main face; others: per frame the (468, 3)
-    meshes of the other faces; rgb_embeddings: {slot: (T, D)} when an RGB embedder ran in pass 1.
+    meshes of the other faces; rgb_embeddings: {slot: (F, D)} for the F frames with a face, in order, when
+    an RGB embedder ran in pass 1.
     """
 
     pts: np.ndarray
@@ -152,19 +153,13 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
                 if rgb_embedder is not None:
                     crops = part_rgb_crops(frames, index, mesh_t)
                     for slot in parts.SLOTS:
-                        full = np.full((len(batch.pts_s), 2048), np.nan, np.float32)
-                        full[main_idx] = embed_slot(rgb_embedder, slot, crops[slot]).float().cpu().numpy()
-                        rgb[slot].append(full)
-            elif rgb_embedder is not None:
-                for slot in parts.SLOTS:
-                    rgb[slot].append(np.full((len(batch.pts_s), 2048), np.nan, np.float32))
+                        rgb[slot].append(embed_slot(rgb_embedder, slot, crops[slot]).float().cpu().numpy())
             skins.append(skin_rows)
             pts.append(batch.pts_s)
             if progress:
                 progress.advance(len(batch.pts_s))
     return FaceTrack(np.concatenate(pts), np.array(has_face, bool), np.stack(meshes), np.concatenate(skins),
-                     others, info.width, info.height,
-                     {s: np.concatenate(v) for s, v in rgb.items() if v} if rgb_embedder else {})
+                     others, info.width, info.height, {s: np.concatenate(v) for s, v in rgb.items() if v})
 
 
 # --- between the passes: calibrate, embed, match, smooth -----------------------------------------------
@@ -210,7 +205,7 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
     else:
         matches = {}
         for slot in parts.SLOTS:
-            emb = track.rgb_embeddings[slot][present]
+            emb = track.rgb_embeddings.get(slot, np.zeros((0, 1), np.float32))
             sims, rows = indexes[slot].search(emb, k)
             matches[slot] = SlotMatches(emb, sims, rows)
     smoother = make_smoother(smooth)
@@ -244,7 +239,7 @@ def other_faces_choices(track: FaceTrack, embedder: Embedder, indexes: dict[str,
     """For overlay: every other face's parts, frame by frame (no subject baseline: population defaults)."""
     flat = [m for frame in track.others for m in frame]
     if not flat or embedder.kind != "label":
-        return [[] for _ in track.others] if embedder.kind == "label" else [[] for _ in track.others]
+        return [[] for _ in track.others]
     matches = match_windows(embedder, indexes, face_windows(np.stack(flat), Calibration.default(), device), 1)
     ids = [tuple(indexes[s].part_ids[int(matches[s].rows[i, 0])] for s in parts.SLOTS) for i in range(len(flat))]
     out, i = [], 0

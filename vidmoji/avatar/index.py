@@ -50,9 +50,12 @@ class PartIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(B, D) float32 centred embeddings -> (sims (B, k) float32 cosine, rows (B, k) int64)."""
+        k = min(k, len(self.part_ids))
+        if len(queries) == 0:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         q = np.ascontiguousarray(queries, dtype=np.float32).copy()
         faiss.normalize_L2(q)
-        return self.index.search(q, min(k, len(self.part_ids)))
+        return self.index.search(q, k)
 
 
 def _fingerprint(style: Style, embedder: Embedder) -> str:
