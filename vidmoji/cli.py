@@ -165,6 +165,7 @@ def render(
     embedder: str = EMBEDDER,
     weights: Optional[Path] = WEIGHTS,
     size: int = typer.Option(512, "--size", help="Avatar size in pixels."),
+    skin: str = typer.Option("auto", "--skin", help="auto (matched to the face), a palette name, or #RRGGBB."),
     layout: Layout = typer.Option(Layout.avatar, "--layout"),
     smooth: Smooth = typer.Option(Smooth.viterbi, "--smooth"),
     timeline: Optional[Path] = typer.Option(None, "--timeline", help="Write per-frame choices as JSON."),
@@ -181,7 +182,7 @@ def render(
     result = render_media(source, RenderOptions(
         output=output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
         smooth=smooth.value, timeline=timeline, templates=templates, parser=parser.value,
-        parser_weights=parser_weights, device=device.value))
+        parser_weights=parser_weights, device=device.value, skin=skin))
     typer.echo(result.summary())
 
 

@@ -266,6 +266,7 @@ class RenderOptions:
     parser: str = "mesh"
     parser_weights: Path | None = None
     device: str = "auto"
+    skin: str = "auto"
     show_progress: bool = True
 
 
@@ -332,6 +333,8 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
         if path is not None:
             check_writable(Path(path))
     style = load_style(options.style, options.templates)
+    if options.skin != "auto":
+        style.colour(options.skin)
     device = choose_device(options.device)
     log(f"device: {device}")
     embedder = load_embedder(options.embedder, device, options.weights)
@@ -347,7 +350,7 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
         log(f"no face found in {source}: the video shows the empty background")
 
     choices = choose_parts(track, embedder, indexes, options.smooth, device)
-    skin = _skin_name(track, style)
+    skin = _skin_name(track, style) if options.skin == "auto" else options.skin
     composer = AvatarComposer(style, skin, options.size)
     others = other_faces_choices(track, embedder, indexes, device) if options.layout == "overlay" else None
     stages["match"] = time.perf_counter() - start - sum(stages.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from vidmoji.embed.base import Embedder, embed_slot
 from vidmoji.errors import VidmojiError
 from vidmoji.video import write_bytes_atomic
 
-INDEXES_ROOT = Path(vidmoji.__file__).resolve().parent.parent / "indexes"
+# The repository's indexes/ folder; VIDMOJI_INDEXES points elsewhere (a read-only install, a test).
+INDEXES_ROOT = Path(os.environ.get("VIDMOJI_INDEXES", Path(vidmoji.__file__).resolve().parent.parent / "indexes"))
 FORMAT_VERSION = 1
 RGB_CROP = 224
 
