@@ -94,6 +94,21 @@ def real_face_windows(sources: tuple[Path, ...], max_frames: int, device: torch.
     return {g: torch.cat(v) if v else torch.zeros(0) for g, v in out.items()}
 
 
+# Reconstruction alone gives a code whose cosine similarities need not follow the windows' own: matching
+# would then pick parts that reconstruct alike, not parts that look alike. The metric term asks the centred
+# codes of a batch to keep the cosine similarities of the centred windows (what a PCA keeps by
+# construction), and reconstruction keeps them informative.
+METRIC_WEIGHT = 1.0
+
+
+def _metric_loss(code: torch.Tensor, centred: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the pairwise cosine similarities of the batch's centred codes
+    (B, D) and of its centred windows (B, C, S, S)."""
+    c = F.normalize(code - code.mean(0, keepdim=True), dim=1)
+    x = F.normalize(centred.flatten(1), dim=1)
+    return ((c @ c.T - x @ x.T) ** 2).mean()
+
+
 def train_autoencoder(data: torch.Tensor, epochs: int, seed: int, device: torch.device) -> dict:
     """Train one group's autoencoder on (B, C, S, S) windows; returns {"model": state_dict, "centre": (D,)}."""
     torch.manual_seed(seed)
@@ -101,12 +116,13 @@ def train_autoencoder(data: torch.Tensor, epochs: int, seed: int, device: torch.
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     data = data.to(device)
+    mean = data.mean(0, keepdim=True)
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         for idx in torch.randperm(len(data), generator=g).split(256):
             batch = data[idx.to(device)]
-            _, recon = model(batch)
-            loss = F.binary_cross_entropy_with_logits(recon, batch)
+            code, recon = model(batch)
+            loss = F.binary_cross_entropy_with_logits(recon, batch) + METRIC_WEIGHT * _metric_loss(code, batch - mean)
             opt.zero_grad()
             loss.backward()
             opt.step()

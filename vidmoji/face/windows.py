@@ -19,6 +19,9 @@ from vidmoji.face.raster import gaussian_blur, rasterize_soft
 _POLYGON = dict(parts.PARSE_POLYGONS)
 _UPPER_INNER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
 _LOWER_INNER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
+_UPPER_OUTER = (185, 40, 39, 37, 0, 267, 269, 270, 409)
+_LOWER_OUTER = (375, 321, 405, 314, 17, 84, 181, 91, 146)
+_UPPER_OUTER_MID, _LOWER_OUTER_MID = 0, 17
 # Real brows move less than drawn ones; the gain maps a real raise onto the templates' raise.
 _BROW_GAIN = 1.5
 _SIDES = {"right": (parts.EYE_RIGHT_CORNERS, parts.EYE_RIGHT_LIDS, parts.EYE_RIGHT, parts.BROW_RIGHT),
@@ -78,7 +81,8 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
 
     Returns (F,) tensors: `eye_right`, `eye_left` (lid opening in eye units, eye width = 100),
     `brow_right`, `brow_left` (brow centre height in eye units, negative is up), `lip_gap` (inner lip
-    gap as a share of the inter-ocular distance).
+    gap as a share of the inter-ocular distance), `lip_upper`, `lip_lower` (lip thickness at the middle,
+    in mouth units: mouth width = 100).
     """
     frames = local_frames(mesh)
     xy = mesh[..., :2]
@@ -91,22 +95,27 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
         out[f"brow_{side}"] = frame.to_local(xy[:, list(brow)])[..., 1].mean(1)
     gap = (xy[:, parts.INNER_LIP_MID[1]] - xy[:, parts.INNER_LIP_MID[0]]).norm(dim=-1)
     out["lip_gap"] = gap / inter_ocular(mesh).clamp_min(1e-6)
+    mouth = frames["mouth"].to_local(xy)[..., 1]
+    out["lip_upper"] = mouth[:, parts.INNER_LIP_MID[0]] - mouth[:, _UPPER_OUTER_MID]
+    out["lip_lower"] = mouth[:, _LOWER_OUTER_MID] - mouth[:, parts.INNER_LIP_MID[1]]
     return out
 
 
 @dataclass(frozen=True)
 class Calibration:
     """The subject's own baseline: open-eye opening per eye, resting brow height per brow (eye units),
-    resting lip gap (share of the inter-ocular distance)."""
+    resting lip gap (share of the inter-ocular distance), lip thickness (mouth units)."""
 
     eye_open: dict[str, float]
     brow_rest: dict[str, float]
     rest_gap: float
+    lips: tuple[float, float] = (9.6, 17.0)
 
     @classmethod
     def default(cls) -> "Calibration":
-        """Population values, for a single image or a clip too short to measure."""
-        return cls({"right": 30.0, "left": 30.0}, {"right": -62.0, "left": -62.0}, 0.0)
+        """Population values (medians of the project's test subjects), for a single image or a clip too
+        short to measure."""
+        return cls({"right": 32.0, "left": 32.0}, {"right": -68.0, "left": -68.0}, 0.0)
 
     @classmethod
     def from_measures(cls, measures: dict[str, torch.Tensor]) -> "Calibration":
@@ -126,7 +135,8 @@ class Calibration:
             eye_open[side] = float(plausible.median())
             brow_rest[side] = float(measures[f"brow_{side}"].float().median())
         rest_gap = min(float(torch.quantile(measures["lip_gap"].float(), 0.1)), parts.REST_GAP_CAP)
-        return cls(eye_open, brow_rest, max(rest_gap, 0.0))
+        lips = (float(measures["lip_upper"].float().median()), float(measures["lip_lower"].float().median()))
+        return cls(eye_open, brow_rest, max(rest_gap, 0.0), lips)
 
 
 def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
@@ -168,6 +178,13 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration) -> dict[str, torc
     close = torch.minimum(calibration.rest_gap * units_per_iod, gap_units.clamp_min(0.0)) / 2
     mouth[:, list(_UPPER_INNER), 1] += close[:, None]
     mouth[:, list(_LOWER_INNER), 1] -= close[:, None]
+    # Lips of every thickness are drawn at the templates' thickness, kept relative to the inner lip line.
+    for outer, inner, own, target in ((_UPPER_OUTER, parts.INNER_LIP_MID[0], calibration.lips[0],
+                                       parts.UPPER_LIP_THICKNESS),
+                                      (_LOWER_OUTER, parts.INNER_LIP_MID[1], calibration.lips[1],
+                                       parts.LOWER_LIP_THICKNESS)):
+        base = mouth[:, inner, 1][:, None]
+        mouth[:, list(outer), 1] = base + (mouth[:, list(outer), 1] - base) * (target / max(own, 1e-3))
     local["mouth"] = mouth
 
     windows = {}
