@@ -136,5 +136,5 @@ NEUTRAL_BROW_Y = -62.0        # brow centre line above the eye anchor at rest
 UPPER_LIP_THICKNESS = 9.0     # at the middle, at rest; a subject's own lips are scaled to these
 LOWER_LIP_THICKNESS = 14.0
 CLOSED_EYE_HEIGHT = 4.0       # a shut eye: a collapsed eye region (drawn as a line this wide)
-RESIDUAL_EYE_GAP = 0.6        # share of the open opening an iris-refined contour keeps on a shut eye, at most
+RESIDUAL_EYE_GAP = 0.65       # share of the open opening an iris-refined contour keeps on a shut eye, at most
 REST_GAP_CAP = 0.03           # cap on the resting lip gap, as a share of the inter-ocular distance

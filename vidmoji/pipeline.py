@@ -35,7 +35,8 @@ from vidmoji.face.align import alignment_matrices, invert_affine, warp_crops
 from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
 from vidmoji.face.parse import colorize, mesh_label_map
-from vidmoji.face.windows import Calibration, measure, part_rgb_crops, part_windows, skin_colours
+from vidmoji.face.windows import (Calibration, calibrated_mesh, measure, part_rgb_crops, part_windows,
+                                  skin_colours)
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
 from vidmoji.smooth import count_switches, make_smoother
@@ -196,10 +197,7 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
     """Calibrate, embed and match the main face of every frame, then smooth each slot over time."""
     present = np.flatnonzero(track.has_face)
     mesh = track.mesh[present]
-    if len(present) >= 15:
-        calibration = Calibration.from_measures(measure(torch.from_numpy(mesh)))
-    else:
-        calibration = Calibration.default()
+    calibration = subject_calibration(track)
     if embedder.kind == "label":
         matches = match_windows(embedder, indexes, face_windows(mesh, calibration, device), k)
     else:
@@ -499,32 +497,49 @@ def draw_parse(frames: torch.Tensor, faces: list[list[torch.Tensor]], parser=Non
     return out, len(index)
 
 
+def subject_calibration(track: FaceTrack) -> Calibration:
+    """The main face's baseline over the whole clip (population values for fewer than 15 face frames)."""
+    mesh = track.mesh[track.has_face]
+    return Calibration.from_measures(measure(torch.from_numpy(mesh))) if len(mesh) >= 15 else Calibration.default()
+
+
 def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResult:
-    """Write `source` (image or clip) with the mesh and the label map of every face drawn over it."""
+    """Write `source` (image or clip) with the mesh and the label map of every face drawn over it.
+
+    The main face is drawn from its calibrated geometry (each eye's opening relative to the subject's own
+    open eye, as the embedders see it); other faces as the mesh found them.
+    """
     source, output = Path(source), Path(output)
     info = probe(source)
+    to_video = output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+    if not to_video and not info.is_image:
+        raise VidmojiError(f"{source} is a video: write it to a video file (e.g. -o parsed.mp4)")
+    check_writable(output)
     device = choose_device(options.device)
     log(f"device: {device}")
     parser = None
     if options.parser == "bisenet":
         from vidmoji.face.bisenet import BiSeNetParser
         parser = BiSeNetParser(options.parser_weights, device)
-    locator = FaceLocator(device, max_faces=8)
-    refiner = EyeRefiner(device)
-    total_faces, total_frames = 0, 0
-    to_video = output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-    if not to_video and not info.is_image:
-        raise VidmojiError(f"{source} is a video: write it to a video file (e.g. -o parsed.mp4)")
+    with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
+        track = track_faces(source, device, progress=progress, max_faces=8)
+    main = np.full_like(track.mesh, np.nan)
+    if track.has_face.any():
+        main[track.has_face] = calibrated_mesh(torch.from_numpy(track.mesh[track.has_face]),
+                                               subject_calibration(track)).numpy()
+    total_faces = 0
     writer = VideoWriter(output, info.width, info.height, info.fps or 25.0, info.time_base,
                          audio_from=source) if to_video else None
     try:
         with FrameReader(source, batch_size=BATCH) as reader, \
-                Progress("parse", info.frame_count, enabled=options.show_progress) as progress:
+                Progress("parse", len(track.pts), enabled=options.show_progress) as progress:
             for batch in reader:
                 frames = torch.from_numpy(batch.frames).to(device)
-                drawn, n = draw_parse(frames, refined_meshes(frames, locator(frames), refiner), parser)
+                idx = range(batch.index, batch.index + len(batch.pts_s))
+                faces = [([main[i]] if track.has_face[i] else []) + track.others[i] for i in idx]
+                faces = [[torch.from_numpy(m).to(device) for m in ff] for ff in faces]
+                drawn, n = draw_parse(frames, faces, parser)
                 total_faces += n
-                total_frames += len(drawn)
                 for img, t in zip(drawn, batch.pts_s):
                     if writer is not None:
                         writer.write(img, float(t))
@@ -537,7 +552,7 @@ def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResul
         if writer is not None:
             writer.abort()
         raise
-    return ParseResult(total_frames, total_faces, output)
+    return ParseResult(len(track.pts), total_faces, output)
 
 
 # --- indexes ----------------------------------------------------------------------------------------------
@@ -661,7 +676,7 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
             crops = {}
             if with_face:
                 frames = torch.from_numpy(batch.frames).to(device)
-                mesh = torch.from_numpy(track.mesh[idx[with_face]]).to(device)
+                mesh = calibrated_mesh(torch.from_numpy(track.mesh[idx[with_face]]), first.calibration).to(device)
                 crops = dict(zip(with_face, aligned_overlays(frames, torch.tensor(with_face, device=device), mesh)))
             for j, i in enumerate(idx):
                 face, part, sim, lab = ({n: {} for n in embedders} for _ in range(4))

@@ -145,6 +145,31 @@ def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, si
     return ((rel - parts.RESIDUAL_EYE_GAP) / (1 - parts.RESIDUAL_EYE_GAP)).clamp(0.0, 1.6)
 
 
+def calibrated_mesh(mesh: torch.Tensor, calibration: Calibration) -> torch.Tensor:
+    """The mesh with each eye's opening replaced by its calibrated one, in the subject's own scale.
+
+    mesh: (F, 468, >=2) frame pixels. Returns a copy in which the eye contour's distance from the corner
+    line is scaled so the opening is eye_openness x the subject's open opening: a shut eye collapses
+    although the mesh keeps part of its gap, an open eye stays as it is. Label maps drawn from it show
+    what the embedders see.
+    """
+    out = mesh.clone().float()
+    xy = out[..., :2]
+    frames = local_frames(xy)
+    meas = measure(xy)
+    for side, (_, _, contour, _) in _SIDES.items():
+        frame = frames[f"eye_{side}"]
+        target = eye_openness(meas, calibration, side) * calibration.eye_open[side]
+        k = target / meas[f"eye_{side}"].clamp_min(1e-3)
+        local = frame.to_local(xy[:, list(contour)])
+        u = frame.axis[:, None]
+        v = torch.stack([-u[..., 1], u[..., 0]], -1)
+        pixels = frame.anchor[:, None] + (local[..., :1] * u + (local[..., 1:] * k[:, None, None]) * v) \
+            / frame.scale[:, None, None]
+        out[:, list(contour), :2] = pixels
+    return out
+
+
 def _window_pixels(local: torch.Tensor, slot: str) -> torch.Tensor:
     frame = parts.WINDOW_FRAMES[slot]
     origin = torch.tensor([frame.cx - frame.half, frame.cy - frame.half], device=local.device)
