@@ -4,7 +4,8 @@
 
 For each clip it prints the decode-only rate (PyAV, the I/O floor) and, for batch sizes 1 and 32, the
 rate of FaceLocator.track (per-frame cost: the mesh, with detection every 16 frames) and of
-FaceLocator.__call__ (detection + mesh on every frame), each the median of `runs` runs over the first
+FaceLocator.__call__ (detection + mesh on every frame), and of track + iris refinement + the 306x306 mesh
+label map (the per-frame work of `vidmoji parse`), each the median of `runs` runs over the first
 `frames` decoded frames, beside its ratio to the decode rate.
 """
 
@@ -25,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vidmoji.device import choose_device  # noqa: E402
+from vidmoji.face.align import alignment_matrices, transform_points  # noqa: E402
+from vidmoji.face.iris import EyeRefiner  # noqa: E402
 from vidmoji.face.locate import FaceLocator  # noqa: E402
+from vidmoji.face.parse import mesh_label_map  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media" / "video"
 CLIPS = ["liveportrait__d0", "liveportrait__s32"]
@@ -57,6 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     device = choose_device(args.device)
     locator = FaceLocator(device)
+    refiner = EyeRefiner(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}")
     for clip in CLIPS:
         path = MEDIA / f"{clip}.mp4"
@@ -76,7 +81,19 @@ def main() -> None:
                     locator(chunk)
                 return len(frames)
 
-            for name, fn in (("track", track), ("detect+mesh", detect_all)):
+            def track_parse() -> int:
+                """Per frame what render and parse do: track, refine the eyes, rasterise the label map."""
+                locator.reset()
+                for chunk in frames.split(batch):
+                    faces = locator.track(chunk)
+                    owner = [i for i, ff in enumerate(faces) for _ in ff]
+                    if owner:
+                        mesh = torch.stack([f.mesh for ff in faces for f in ff])
+                        mesh, _ = refiner.refine(chunk, torch.tensor(owner, device=device), mesh)
+                        mesh_label_map(transform_points(alignment_matrices(mesh), mesh))
+                return len(frames)
+
+            for name, fn in (("track", track), ("detect+mesh", detect_all), ("track+iris+parse", track_parse)):
                 fps = time_stage(fn, args.runs, device)
                 print(f"  batch {batch:2d} {name:12s} {fps:7.1f} fps  ({fps / decode_fps:.2f}x decode)")
 
