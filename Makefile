@@ -28,12 +28,13 @@ $(WHEELS)/.done:
 test: install
 	$(PY) -m pytest -q -ra
 
-demo: install
-	mkdir -p $(OUT)
+demo: install $(OUT)/astronaut_turn.mp4
 	$(VENV)/bin/vidmoji render vidmoji/data/astronaut.png -o $(OUT)/astronaut_avatar.png
-	$(VENV)/bin/vidmoji render $(OUT)/astronaut_turn.mp4 -o $(OUT)/astronaut_avatar.mp4 --layout side-by-side
-	@echo "demo written to $(OUT)/"
+	$(VENV)/bin/vidmoji render $(OUT)/astronaut_turn.mp4 -o $(OUT)/astronaut_turn_avatar.mp4 --layout side-by-side
+	$(VENV)/bin/vidmoji plot-embeddings $(OUT)/astronaut_turn.mp4 -o $(OUT)/astronaut_turn_embeddings.mp4
+	@echo "demo results are in $(OUT)/: astronaut_avatar.png (+ .svg), astronaut_turn_avatar.mp4, astronaut_turn_embeddings.mp4 (+ .png)"
 
+# A short moving clip made from the bundled public-domain photo (no media from ../shared is committed).
 $(OUT)/astronaut_turn.mp4: vidmoji/data/astronaut.png | install
 	mkdir -p $(OUT)
 	$(PY) -m vidmoji.demo vidmoji/data/astronaut.png $@
@@ -41,6 +42,7 @@ $(OUT)/astronaut_turn.mp4: vidmoji/data/astronaut.png | install
 bench: install
 	$(PY) bench/bench_face.py
 	$(PY) bench/bench_render.py
+	$(PY) bench/bench_plot.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache
