@@ -170,8 +170,6 @@ def render(
     smooth: Smooth = typer.Option(Smooth.viterbi, "--smooth"),
     timeline: Optional[Path] = typer.Option(None, "--timeline", help="Write per-frame choices as JSON."),
     templates: Optional[Path] = TEMPLATES,
-    parser: Parser = PARSER,
-    parser_weights: Optional[Path] = PARSER_WEIGHTS,
     device: Device = DEVICE,
 ) -> None:
     """Render the avatar video (or image) of a clip.
@@ -181,8 +179,7 @@ def render(
     from vidmoji.pipeline import RenderOptions, render_media
     result = render_media(source, RenderOptions(
         output=output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
-        smooth=smooth.value, timeline=timeline, templates=templates, parser=parser.value,
-        parser_weights=parser_weights, device=device.value, skin=skin))
+        smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin))
     typer.echo(result.summary())
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from vidmoji.errors import VidmojiError
 
-class DeviceError(RuntimeError):
+
+class DeviceError(VidmojiError):
     """The requested device cannot be used."""
 
 

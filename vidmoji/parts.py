@@ -97,6 +97,7 @@ CANONICAL_MOUTH = (153.0, 222.0)
 
 # --- part windows ---------------------------------------------------------------------------------------
 WINDOW_SIZE = 32
+RGB_CROP = 224                # side of the RGB part crops that pixel embedders (resnet50) see
 WINDOW_SUPERSAMPLE = 4        # windows are rasterised this many times larger, then area-downsampled
 WINDOW_BLUR_SIGMA = 1.0       # pixels at WINDOW_SIZE: a line 1-2 px off still overlaps its twin
 

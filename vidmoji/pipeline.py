@@ -16,14 +16,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import cv2
 import numpy as np
 import torch
 
 from vidmoji import parts
-from vidmoji.avatar.compose import (AvatarComposer, HeadPose, avatar_frame, head_pose, overlay_frame,
+from vidmoji.avatar.compose import (AvatarComposer, avatar_frame, head_pose, overlay_frame,
                                     side_by_side_frame)
 from vidmoji.avatar.index import PartIndex, build_indexes, load_indexes, skin_index
 from vidmoji.avatar.templates import Style, compose_svg, list_styles, load_style
@@ -31,7 +31,7 @@ from vidmoji.device import choose_device
 from vidmoji.embed.base import Embedder, embed_slot
 from vidmoji.embed.registry import load_embedder
 from vidmoji.errors import VidmojiError
-from vidmoji.face.align import alignment_matrices, invert_affine, warp_crops
+from vidmoji.face.align import alignment_matrices, invert_affine, transform_points, warp_crops
 from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
 from vidmoji.face.parse import colorize, mesh_label_map
@@ -40,8 +40,8 @@ from vidmoji.face.windows import (Calibration, calibrated_mesh, measure, part_rg
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
 from vidmoji.smooth import count_switches, make_smoother
-from vidmoji.video import (FrameReader, VideoWriter, check_writable, probe, write_bytes_atomic,
-                           write_image_atomic, write_text_atomic)
+from vidmoji.video import (IMAGE_SUFFIXES, FrameReader, MediaError, VideoWriter, check_writable, probe,
+                           write_bytes_atomic, write_image_atomic, write_text_atomic)
 
 BATCH = 32
 TOP_K = 5
@@ -261,8 +261,6 @@ class RenderOptions:
     smooth: str = "viterbi"
     timeline: Path | None = None
     templates: Path | None = None
-    parser: str = "mesh"
-    parser_weights: Path | None = None
     device: str = "auto"
     skin: str = "auto"
     show_progress: bool = True
@@ -303,15 +301,12 @@ def _output_size(layout: str, size: int, width: int, height: int) -> tuple[int, 
     return width + height, height
 
 
-def _check_layout(layout: str, parser: str, parser_weights: Path | None) -> None:
-    if layout not in ("avatar", "side-by-side", "overlay"):
-        raise VidmojiError(f"unknown layout {layout!r}: choose avatar, side-by-side or overlay")
-    if parser == "bisenet":
-        from vidmoji.face.bisenet import BiSeNetParser  # noqa: F401  (checked for its weights below)
-        if parser_weights is None or not Path(parser_weights).is_file():
-            from vidmoji.face.bisenet import ParserWeightsError
-            raise ParserWeightsError(f"BiSeNet weights not found at {parser_weights}: download 79999_iter.pth "
-                                     "from face-parsing.PyTorch and pass --parser-weights PATH")
+def _check_output(output: Path, is_image: bool) -> None:
+    """A still image renders to an image file, a clip to a video file: say so before any work."""
+    if is_image != (output.suffix.lower() in IMAGE_SUFFIXES):
+        want = "an image (.png, .jpg, ...)" if is_image else "a video (.mp4, .mov, .mkv, ...)"
+        raise VidmojiError(f"cannot write {output}: the input is {'an image' if is_image else 'a video'}, "
+                           f"so the output must be {want}")
 
 
 def _choice_ids(indexes: dict[str, PartIndex], rows: dict[str, np.ndarray], i: int) -> tuple[str, ...] | None:
@@ -325,8 +320,10 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     start = time.perf_counter()
     source = Path(source)
     info = probe(source)
-    _check_layout(options.layout, options.parser, options.parser_weights)
+    if options.layout not in ("avatar", "side-by-side", "overlay"):
+        raise VidmojiError(f"unknown layout {options.layout!r}: choose avatar, side-by-side or overlay")
     output = Path(options.output) if options.output else _default_output(source, info.is_image, "avatar")
+    _check_output(output, info.is_image)
     for path in (output, options.timeline):
         if path is not None:
             check_writable(Path(path))
@@ -340,7 +337,8 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
 
     stages = {"setup": time.perf_counter() - start}
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
-        track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress)
+        track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress,
+                            max_faces=8 if options.layout == "overlay" else 4)
     stages["faces"] = time.perf_counter() - start - sum(stages.values())
     if not track.has_face.any() and info.is_image:
         raise NoFaceError(f"no face found in {source}")
@@ -370,25 +368,36 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
                         time.perf_counter() - start, tuple(written), str(device), stages)
 
 
+def _other_avatars(track: FaceTrack, others: list[list[tuple[str, ...]]] | None, i: int) -> list:
+    """Overlay: (part ids, HeadPose) of every face of frame i but the main one."""
+    if others is None:
+        return []
+    return [(c, head_pose(m)) for c, m in zip(others[i], track.others[i])]
+
+
 def _write_image(output, track, choices, indexes, style, skin, composer, options, source, others) -> list[Path]:
     choice = _choice_ids(indexes, choices.rows, 0)
     avatar = composer.avatar(choice)
     if options.layout == "avatar":
-        write_image_atomic(output, avatar)
         svg_path = output.with_suffix(".svg")
         write_text_atomic(svg_path, compose_svg(style, dict(zip(parts.SLOTS, choice)), skin))
+        write_image_atomic(output, avatar)
         return [output, svg_path]
-    frame = next(iter(FrameReader(source, batch_size=1))).frames[0]
-    write_image_atomic(output, _layout_frame(frame, avatar, head_pose(track.mesh[0]), head_pose(track.mesh[0]),
-                                             options.layout, composer, others[0] if others else [], 1.0))
+    with FrameReader(source, batch_size=1) as reader:
+        frame = next(reader).frames[0]
+    pose = head_pose(track.mesh[0])
+    write_image_atomic(output, _layout_frame(frame, avatar, pose, pose, options.layout, composer,
+                                             _other_avatars(track, others, 0), 1.0))
     return [output]
 
 
-def _layout_frame(frame, avatar, pose, reference, layout, composer, other_choices, opacity) -> np.ndarray:
+def _layout_frame(frame, avatar, pose, reference, layout, composer, other_avatars, opacity) -> np.ndarray:
+    """One output frame of the layout; `opacity` fades the main avatar only (other faces stay covered)."""
     if layout == "overlay":
-        placed = [(avatar, pose)] if avatar is not None and pose is not None else []
-        placed += [(composer.avatar(c), p) for c, p in other_choices]
-        return overlay_frame(frame, placed, opacity=opacity)
+        out = overlay_frame(frame, [(composer.avatar(c), p) for c, p in other_avatars]) if other_avatars else frame
+        if avatar is not None and pose is not None:
+            out = overlay_frame(out, [(avatar, pose)], opacity=opacity)
+        return out
     face = avatar_frame(avatar, pose, reference, opacity) if avatar is not None else avatar_frame(
         np.zeros((composer.size, composer.size, 4), np.uint8), None, None)
     return face if layout == "avatar" else side_by_side_frame(frame, face)
@@ -398,15 +407,11 @@ def _write_video(source, output, fps, time_base, track, choices, indexes, compos
                  progress) -> None:
     width, height = _output_size(options.layout, options.size, track.width, track.height)
     present = np.flatnonzero(track.has_face)
-    reference = None
-    if len(present):
-        ref_mesh = np.nanmedian(track.mesh[present], axis=0)
-        reference = head_pose(ref_mesh)
-    frames_iter = _frames(source) if options.layout != "avatar" else None
+    reference = head_pose(np.nanmedian(track.mesh[present], axis=0)) if len(present) else None
     last_choice, last_pose, last_face_t = None, None, None
     with VideoWriter(output, width, height, fps, time_base, audio_from=source) as writer:
-        for i, t in enumerate(track.pts):
-            frame = next(frames_iter) if frames_iter is not None else None
+        for i, frame in _frames_again(source, len(track.pts), options.layout != "avatar"):
+            t = track.pts[i]
             choice = _choice_ids(indexes, choices.rows, i)
             opacity = 1.0
             if choice is not None:
@@ -414,19 +419,26 @@ def _write_video(source, output, fps, time_base, track, choices, indexes, compos
             elif last_face_t is not None:
                 opacity = float(np.clip(1 - (t - last_face_t - _HOLD_S) / _FADE_S, 0.0, 1.0))
             avatar = composer.avatar(last_choice) if last_choice is not None and opacity > 0 else None
-            other_choices = []
-            if others is not None:
-                other_choices = [(c, head_pose(m)) for c, m in zip(others[i], track.others[i])]
-            out = _layout_frame(frame, avatar, last_pose, reference, options.layout, composer, other_choices,
-                                opacity)
+            out = _layout_frame(frame, avatar, last_pose, reference, options.layout, composer,
+                                _other_avatars(track, others, i), opacity)
             writer.write(out, float(t))
             progress.advance(1)
 
 
-def _frames(source: Path) -> Iterator[np.ndarray]:
+def _frames_again(source: Path, count: int, decode: bool) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(index, frame) for the `count` frames of pass 1; frames decoded again only when `decode`."""
+    if not decode:
+        yield from ((i, None) for i in range(count))
+        return
+    seen = 0
     with FrameReader(source, batch_size=BATCH) as reader:
         for batch in reader:
-            yield from batch.frames
+            for j, frame in enumerate(batch.frames):
+                if batch.index + j < count:
+                    yield batch.index + j, frame
+            seen = batch.index + len(batch.frames)
+    if seen < count:
+        raise MediaError(f"{source}: the second decode gave {seen} frames, the first {count}")
 
 
 def timeline(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartIndex], style: Style,
@@ -479,7 +491,6 @@ def draw_parse(frames: torch.Tensor, faces: list[list[torch.Tensor]], parser=Non
     mesh = torch.stack([m for ff in faces for m in ff]).float()
     matrices = alignment_matrices(mesh)
     if parser is None:
-        from vidmoji.face.align import transform_points
         labels = mesh_label_map(transform_points(matrices, mesh))
     else:
         labels = parser.parse(warp_crops(frames, torch.tensor(index, device=frames.device), matrices))
@@ -560,6 +571,7 @@ def build_style_indexes(style: str | None, embedder_name: str, weights: Path | N
                         device_name: str) -> Iterator[str]:
     """Build the FAISS indexes of one style (or all when style is None); yields one line per index built."""
     device = choose_device(device_name)
+    log(f"device: {device}")
     embedder = load_embedder(embedder_name, device, weights)
     names = [style] if style else list_styles(templates)
     for name in names:
@@ -612,7 +624,6 @@ def aligned_overlays(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torc
     frames: (N, H, W, 3) uint8 on the device; frame_index (F,) long; mesh (F, 468, 3) frame pixels.
     Returns (F, CROP_SIZE, CROP_SIZE, 3) uint8 RGB.
     """
-    from vidmoji.face.align import transform_points
     matrices = alignment_matrices(mesh)
     crops = warp_crops(frames, frame_index, matrices).permute(0, 2, 3, 1) * 255
     labels = mesh_label_map(transform_points(matrices, mesh))
@@ -640,6 +651,9 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
         raise VidmojiError(f"unknown part slot(s) {', '.join(unknown) or '(none given)'}: choose from "
                            f"{', '.join(parts.SLOTS)}")
     output = Path(options.output) if options.output else source.with_name(f"{source.stem}_embeddings.mp4")
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        raise VidmojiError(f"cannot write {output}: the diagnostic is a video (.mp4); its summary picture "
+                           f"is written beside it as .png")
     picture = output.with_suffix(".png")
     for path in (output, picture, options.data):
         if path is not None:
@@ -647,7 +661,10 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
     style = load_style(options.style, options.templates)
     device = choose_device(options.device)
     log(f"device: {device}")
-    embedders = {name: load_embedder(name, device, options.weights) for name in options.embedders}
+    # --weights belongs to resnet50 when it is compared with a shipped embedder, else to the one asked for.
+    owner = "resnet50" if "resnet50" in options.embedders else options.embedders[0]
+    embedders = {name: load_embedder(name, device, options.weights if name == owner else None)
+                 for name in options.embedders}
     rgb = [e for e in embedders.values() if e.kind == "rgb"]
     indexes = {name: load_indexes(style, e, device, log=log) for name, e in embedders.items()}
 

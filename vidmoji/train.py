@@ -8,6 +8,7 @@ shipped weights.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,9 @@ from vidmoji.embed import ae as ae_module
 from vidmoji.embed import pca as pca_module
 from vidmoji.embed.base import mirror_if_left
 from vidmoji.errors import VidmojiError
-from vidmoji.face.windows import Calibration, measure
-from vidmoji.pipeline import face_windows, track_faces
+from vidmoji.pipeline import face_windows, subject_calibration, track_faces
 from vidmoji.progress import Progress, log
+from vidmoji.video import write_bytes_atomic
 
 GROUPS = tuple(dict.fromkeys(parts.EMBED_GROUP.values()))
 
@@ -56,8 +57,8 @@ def template_windows(templates: Path | None = None) -> dict[str, torch.Tensor]:
 
 
 def augment(windows: torch.Tensor, copies: int, generator: torch.Generator) -> torch.Tensor:
-    """(P, C, S, S) -> (P * copies, C, S, S): random shift (+-2 px), scale (0.9-1.1), rotation (+-8 deg),
-    one-pixel dilation or erosion, and pixel noise, all on the windows' device."""
+    """(P, C, S, S) CPU windows -> (P * copies, C, S, S): random shift (+-2 px), scale (0.9-1.1), rotation
+    (+-8 deg), one-pixel dilation or erosion, and pixel noise, drawn from `generator`."""
     x = windows.repeat(copies, 1, 1, 1)
     n = len(x)
     r = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator)  # noqa: E731
@@ -85,8 +86,7 @@ def real_face_windows(sources: tuple[Path, ...], max_frames: int, device: torch.
         if not len(mesh):
             log(f"  no face in {source}; skipped")
             continue
-        calib = Calibration.from_measures(measure(torch.from_numpy(mesh))) if len(mesh) >= 15 \
-            else Calibration.default()
+        calib = subject_calibration(track)
         keep = torch.randperm(len(mesh), generator=generator)[:max_frames].sort().values.numpy()
         windows = face_windows(mesh[keep], calib, device)
         for slot, w in windows.items():
@@ -140,6 +140,7 @@ def train_embedders(options: TrainOptions) -> Iterator[str]:
     if options.embedder not in ("ae", "pca", "all"):
         raise VidmojiError(f"vidmoji trains ae and pca (or all), not {options.embedder!r}")
     device = choose_device(options.device)
+    log(f"device: {device}")
     g = torch.Generator().manual_seed(options.seed)
     drawn = template_windows()
     faces = real_face_windows(options.faces, options.max_face_frames, device, g)
@@ -167,7 +168,7 @@ def train_embedders(options: TrainOptions) -> Iterator[str]:
 
 
 def _save(state: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes_atomic(path, buf.getvalue())
 

@@ -41,7 +41,7 @@ DEFAULT_TIME_BASE = Fraction(1, 90000)
 _MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"})
 _AUDIO_REENCODE_CODEC = "aac"
 # Still-image suffixes, besides FFmpeg's image demuxers ("image2", "*_pipe") that already say so.
-_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Frames held back to put decode-order timestamps into presentation order (see _DecodeWorker._timed_frames);
 # packed B-frames displace timestamps by one or two frames, H.264 B-pyramids by at most a few.
 _REORDER_DEPTH = 8
@@ -131,7 +131,7 @@ def _open_input(path: Path) -> av.container.InputContainer:
 
 def _is_image(path: Path, container: av.container.InputContainer) -> bool:
     fmt = container.format.name
-    return fmt == "image2" or fmt.endswith("_pipe") or path.suffix.lower() in _IMAGE_SUFFIXES
+    return fmt == "image2" or fmt.endswith("_pipe") or path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _upright_quarter_turns(frame: av.VideoFrame) -> int:
@@ -421,7 +421,10 @@ def write_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
     elif image.ndim != 2:
         raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4); got {image.shape}")
-    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    try:
+        ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    except cv2.error:
+        ok = False
     if not ok:
         raise MediaError(f"cannot write {path}: no image encoder for {path.suffix!r}")
     write_bytes_atomic(path, encoded.tobytes())

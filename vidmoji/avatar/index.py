@@ -30,7 +30,6 @@ from vidmoji.video import write_bytes_atomic
 # The repository's indexes/ folder; VIDMOJI_INDEXES points elsewhere (a read-only install, a test).
 INDEXES_ROOT = Path(os.environ.get("VIDMOJI_INDEXES", Path(vidmoji.__file__).resolve().parent.parent / "indexes"))
 FORMAT_VERSION = 1
-RGB_CROP = 224
 
 
 class IndexError_(VidmojiError):
@@ -76,7 +75,7 @@ def part_windows(part: Part, kind: str) -> torch.Tensor:
     """The window an embedder of `kind` sees for a drawn part: (C, S, S) label or (3, 224, 224) RGB."""
     if kind == "label":
         return torch.from_numpy(render_label_window(part, parts.WINDOW_SIZE))
-    rgba = render_rgba(part, RGB_CROP).astype(np.float32) / 255.0
+    rgba = render_rgba(part, parts.RGB_CROP).astype(np.float32) / 255.0
     # RGB crops of real faces are photos without transparency: composite drawn parts on mid grey.
     rgb = rgba[..., :3] * rgba[..., 3:] + 0.5 * (1 - rgba[..., 3:])
     return torch.from_numpy(rgb.transpose(2, 0, 1).copy())

@@ -163,6 +163,11 @@ def load_style(name_or_dir: str | Path, templates_dir: Path | str | None = None)
             raise StyleError(f"{folder / 'style.json'}: part {p.id!r} has a bad slot, file or tags")
     if len({p.id for p in style.parts}) != len(style.parts):
         raise StyleError(f"{folder / 'style.json'}: duplicate part ids")
+    if style.canvas[0] != style.canvas[1]:
+        raise StyleError(f"{folder / 'style.json'}: the canvas must be square, not {style.canvas}")
+    missing = [slot for slot in parts.SLOTS if not style.parts_in(slot)]
+    if missing:
+        raise StyleError(f"{folder / 'style.json'}: no parts for {', '.join(missing)}")
     style.colour(style.default_skin)
     return style
 

@@ -57,15 +57,15 @@ class AutoencoderEmbedder:
         path = Path(weights or WEIGHTS)
         if not path.is_file():
             raise EmbedderError(f"autoencoder weights not found at {path}: run `vidmoji train --embedder ae`")
-        state = torch.load(path, map_location=device, weights_only=True)
         self.models, self.centres = {}, {}
         try:
+            state = torch.load(path, map_location=device, weights_only=True)
             for group, channels in group_channels().items():
                 model = WindowAutoencoder(channels).to(device).eval()
                 model.load_state_dict(state[group]["model"])
                 self.models[group] = model
                 self.centres[group] = state[group]["centre"]
-        except (KeyError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's weights problem
             raise EmbedderError(f"autoencoder weights at {path} do not fit this version: {exc}") from None
         self._fingerprint = file_fingerprint(path)
 

@@ -30,7 +30,13 @@ class PCAEmbedder:
         path = Path(weights or WEIGHTS)
         if not path.is_file():
             raise EmbedderError(f"PCA weights not found at {path}: run `vidmoji train --embedder pca`")
-        state = torch.load(path, map_location=device, weights_only=True)
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+            for group, p in state.items():
+                if p["components"].shape[1] != p["mean"].shape[0]:
+                    raise ValueError(f"group {group}: components and mean disagree")
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's weights problem
+            raise EmbedderError(f"PCA weights at {path} cannot be used: {exc}") from None
         self.groups = state
         self._fingerprint = file_fingerprint(path)
 

@@ -13,7 +13,6 @@ import torchvision
 
 from vidmoji.embed.base import EmbedderError, file_fingerprint
 
-CROP = 224
 _CACHE_NAMES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -46,7 +45,7 @@ class ResNet50Embedder:
         model = torchvision.models.resnet50()
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except RuntimeError as exc:
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's weights problem
             raise EmbedderError(f"{path} is not a torchvision ResNet50 state_dict: {exc}") from None
         model.fc = torch.nn.Identity()
         self.model = model.to(device).eval()

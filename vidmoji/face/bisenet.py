@@ -238,8 +238,8 @@ class BiSeNetParser:
     device: the torch device the network runs on; `parse` expects its input there.
     """
 
-    def __init__(self, weights: Path, device: torch.device | str) -> None:
-        weights = Path(weights)
+    def __init__(self, weights: Path | None, device: torch.device | str) -> None:
+        weights = Path(weights) if weights is not None else Path("(none given)")
         self.device = torch.device(device)
         if not weights.is_file():
             raise ParserWeightsError(

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidmoji.errors import VidmojiError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 NUM_KEYPOINTS = 6
@@ -381,6 +383,6 @@ def load_network(net: nn.Module, filename: str, device: torch.device) -> nn.Modu
     """Fill `net` from the converted state dict weights/<filename> and put it on `device` in eval mode."""
     path = WEIGHTS_DIR / filename
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run scripts/convert_mediapipe.py to make it")
+        raise VidmojiError(f"{path} is missing: reinstall vidmoji (or run scripts/convert_mediapipe.py)")
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net.to(device).eval()

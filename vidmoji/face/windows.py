@@ -245,7 +245,7 @@ def skin_colours(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Te
 
 
 def part_rgb_crops(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor,
-                   size: int = 224) -> dict[str, torch.Tensor]:
+                   size: int = parts.RGB_CROP) -> dict[str, torch.Tensor]:
     """RGB crops of each slot's window (the same square as the label window, in the part's own frame).
 
     frames: (N, H, W, 3) uint8 RGB; frame_index: (F,) long; mesh: (F, 468, >=2) pixels. Returns
