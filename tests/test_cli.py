@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -34,17 +35,23 @@ def test_styles_lists_three_with_licence():
     assert all("licence" in line and "mouth" in line for line in lines)
 
 
-def test_index_builds_and_says_what_it_wrote():
-    r = run("index", "--style", "flat", "--embedder", "pca", "--device", "cpu")
+def test_index_builds_and_says_what_it_wrote(tmp_path):
+    env = dict(os.environ, VIDMOJI_INDEXES=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "vidmoji", "index", "--style", "flat", "--embedder", "pca",
+                        "--device", "cpu"], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "flat" in r.stdout and "indexes" in r.stdout
+    out = tmp_path / "flat" / "pca"
+    assert (out / "meta.json").is_file() and len(list(out.glob("*.faiss"))) == 7
+    assert str(out) in r.stdout
 
 
 def test_unknown_embedder_and_style_are_one_line_errors():
     for args in (("index", "--embedder", "nope"), ("index", "--style", "nope")):
         r = run(*args)
-        assert r.returncode == 1
-        assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert lines[-1].startswith("error:") and "nope" in lines[-1]
+        assert sum(line.startswith("error:") for line in lines) == 1
 
 
 @needs_media
