@@ -66,18 +66,24 @@ def test_timeline_agrees_with_labels(rendered, name):
 
 @pytest.mark.parametrize("name", LABELLED)
 def test_still_stretches_do_not_flicker(rendered, name):
+    """Part switches per second (the summary's measure: switches per slot, averaged over the slots) on
+    stretches of at least a second where no label changes, 0.2 s trimmed off each end because the labels'
+    thresholds and the avatar's parts need not flip on the same frame."""
     _, tl, _ = rendered(name)
     lab = labels(name)
-    spans = still_stretches(lab, min_frames=int(lab["fps"]))
-    assert spans, f"{name} has no still stretch of a second"
+    trim = int(round(0.2 * lab["fps"]))
+    spans = [(a + trim, b - trim) for a, b in still_stretches(lab, int(lab["fps"]) + 2 * trim)]
+    if not spans:
+        pytest.skip(f"{name}: the labels change within every second (no still stretch to measure)")
     t = np.array([f["t"] for f in tl["frames"]])
-    switches, seconds = 0, 0.0
+    slots = list(tl["frames"][spans[0][0]]["parts"])
+    switches = seconds = 0.0
     for a, b in spans:
-        for slot in ("eye_left", "eye_right", "mouth", "brow_left", "brow_right"):
+        for slot in slots:
             ids = [tl["frames"][i]["parts"][slot]["id"] for i in range(a, b + 1)]
             switches += sum(x != y for x, y in zip(ids, ids[1:]))
-        seconds += (t[b] - t[a]) * 5
-    assert switches / seconds < 0.5, f"{name}: {switches} switches in {seconds:.1f} part-seconds"
+        seconds += (t[b] - t[a]) * len(slots)
+    assert switches / seconds < 0.5, f"{name}: {switches:.0f} switches in {seconds:.1f} part-seconds"
 
 
 def test_summary_switch_rate_matches_the_timeline(rendered):

@@ -138,4 +138,10 @@ UPPER_LIP_THICKNESS = 9.0     # at the middle, at rest; a subject's own lips are
 LOWER_LIP_THICKNESS = 14.0
 CLOSED_EYE_HEIGHT = 4.0       # a shut eye: a collapsed eye region (drawn as a line this wide)
 RESIDUAL_EYE_GAP = 0.65       # share of the open opening an iris-refined contour keeps on a shut eye, at most
+# Calibrated openness from the opening relative to the subject's open eye: steep between shut and nearly
+# open (where the lid covers the iris), flat around the open eye (whose opening wanders +-10% as people
+# look about and talk), so a still open eye stays open. Knots (relative opening, openness); beyond the last
+# knot the openness grows WIDE_EYE_GAIN times as fast as the opening (a stare).
+EYE_OPENNESS_KNOTS = ((RESIDUAL_EYE_GAP, 0.0), (0.85, 0.75), (1.0, 1.0))
+WIDE_EYE_GAIN = 1.0
 REST_GAP_CAP = 0.03           # cap on the resting lip gap, as a share of the inter-ocular distance

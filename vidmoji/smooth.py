@@ -16,12 +16,14 @@ from typing import Protocol
 
 import numpy as np
 
-# Cost of changing part, in similarity units. A change that is undone later costs two switches (0.2), so
-# it shows when its summed lead over the frames it lasts exceeds 0.2: a 3-frame blink leading by 0.2 (0.6)
-# or a 5-frame change leading by the smallest real margin of 0.05 (0.25) shows; a single frame leading by
-# 0.03, or noise of ~0.01, would need 7 or 20 consecutive frames on the same side, which noise does not do.
-# A lasting change costs one switch (0.1), which two frames at 0.05 already pay for: it shows where it starts.
-DEFAULT_SWITCH_COST = 0.1
+# Cost of changing part, in similarity units. A change that is undone later costs two switches (0.6), so
+# it shows when its summed lead over the frames it lasts exceeds 0.6. Measured with the ae embedder: a shut
+# eye's closed part leads the best open part by about 0.4 per frame, so blinks of two frames and more show
+# (0.8); neighbouring variants (an arched against a raised brow, a squint against an open eye) trade leads
+# of 0.05-0.1 as the mesh jitters, and at 0.1 per switch they flickered 1-4 times a second on faces the
+# labels call still; at 0.3 that falls under 0.5. A lasting change costs one switch, which Viterbi over the
+# whole clip places where the change starts.
+DEFAULT_SWITCH_COST = 0.3
 # A part outside a frame's top-k has an unknown similarity below the k-th best. Assume it sits the smallest
 # real change (0.05) lower, so the path does not keep riding a part that has left the candidates.
 DEFAULT_FILL_MARGIN = 0.05

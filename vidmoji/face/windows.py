@@ -22,8 +22,6 @@ _LOWER_INNER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
 _UPPER_OUTER = (185, 40, 39, 37, 0, 267, 269, 270, 409)
 _LOWER_OUTER = (375, 321, 405, 314, 17, 84, 181, 91, 146)
 _UPPER_OUTER_MID, _LOWER_OUTER_MID = 0, 17
-# Real brows move less than drawn ones; the gain maps a real raise onto the templates' raise.
-_BROW_GAIN = 1.5
 _SIDES = {"right": (parts.EYE_RIGHT_CORNERS, parts.EYE_RIGHT_LIDS, parts.EYE_RIGHT, parts.BROW_RIGHT),
           "left": (parts.EYE_LEFT_CORNERS, parts.EYE_LEFT_LIDS, parts.EYE_LEFT, parts.BROW_LEFT)}
 
@@ -142,7 +140,11 @@ class Calibration:
 def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
     """(F,) calibrated openness of one eye: 0 shut, 1 the subject's open eye, above 1 wide."""
     rel = measures[f"eye_{side}"] / calibration.eye_open[side]
-    return ((rel - parts.RESIDUAL_EYE_GAP) / (1 - parts.RESIDUAL_EYE_GAP)).clamp(0.0, 1.6)
+    (r0, o0), (r1, o1), (r2, o2) = parts.EYE_OPENNESS_KNOTS
+    low = o0 + (rel - r0) * (o1 - o0) / (r1 - r0)
+    mid = o1 + (rel - r1) * (o2 - o1) / (r2 - r1)
+    high = o2 + (rel - r2) * parts.WIDE_EYE_GAIN
+    return torch.where(rel < r1, low, torch.where(rel < r2, mid, high)).clamp(0.0, 1.6)
 
 
 def calibrated_mesh(mesh: torch.Tensor, calibration: Calibration) -> torch.Tensor:
@@ -194,7 +196,8 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration) -> dict[str, torc
         local[f"eye_{side}"] = torch.stack([eye[..., 0], eye[..., 1] * k[:, None]], -1)
         brow = local[f"brow_{side}"]
         y = meas[f"brow_{side}"]
-        shift = parts.NEUTRAL_BROW_Y + _BROW_GAIN * (y - calibration.brow_rest[side]) - y
+        # The subject's resting brow lands on the templates' neutral brow; a raise keeps its own size.
+        shift = torch.full_like(y, parts.NEUTRAL_BROW_Y - calibration.brow_rest[side])
         local[f"brow_{side}"] = brow + torch.stack([torch.zeros_like(shift), shift], -1)[:, None]
 
     mouth = local["mouth"].clone()
