@@ -77,7 +77,10 @@ def test_outputs_match_reference(reference_checkpoint) -> None:
     assert len(got) == 3
     for name, e, g in zip(("main", "aux16", "aux32"), expected, got):
         assert g.shape == e.shape == (2, NUM_LABELS, 512, 512), name
-        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+        # float32 summation order differs between kernels and CPUs: 1e-4 of logits that span several units
+        # is numerical noise, while a wrong layer or a mis-loaded weight changes them by O(1).
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+        assert (g.argmax(1) == e.argmax(1)).float().mean() > 0.999, name
 
 
 @pytest.fixture(scope="module")
