@@ -52,16 +52,35 @@ class AvatarComposer:
         (one part id per slot, in parts.SLOTS order)."""
         out = np.zeros((self.size, self.size, 4), np.float32)
         for part_id in choice:
-            layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size).astype(np.float32)
-            a = layer[..., 3:] / 255.0
-            out[..., :3] = layer[..., :3] * a + out[..., :3] * (1 - a)
-            out[..., 3:] = 255.0 * a + out[..., 3:] * (1 - a)
+            layer, box = self._layer(part_id)
+            if box is None:
+                continue
+            src, dst = layer[box].astype(np.float32), out[box]       # only the part's own bounding box
+            a = src[..., 3:] / 255.0
+            dst[..., :3] = src[..., :3] * a + dst[..., :3] * (1 - a)
+            dst[..., 3:] = 255.0 * a + dst[..., 3:] * (1 - a)
         return out.round().astype(np.uint8)
+
+    @lru_cache(maxsize=512)
+    def _layer(self, part_id: str) -> tuple[np.ndarray, tuple[slice, slice] | None]:
+        """A part's RGBA layer and the bounding box of its visible pixels (None when it has none)."""
+        layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size)
+        ys, xs = np.nonzero(layer[..., 3])
+        if len(ys) == 0:
+            return layer, None
+        return layer, (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
 
 
 def _blend(dst: np.ndarray, rgba: np.ndarray, opacity: float = 1.0) -> None:
-    a = rgba[..., 3:].astype(np.float32) * (opacity / 255.0)
-    dst[:] = (rgba[..., :3] * a + dst * (1 - a)).round().astype(np.uint8)
+    """dst = rgba over dst, in place, with OpenCV's saturating uint8 arithmetic (within 1 of the float
+    result, several times faster than numpy float)."""
+    alpha = rgba[..., 3]
+    if opacity < 1.0:
+        alpha = cv2.convertScaleAbs(alpha, alpha=opacity)
+    alpha3 = cv2.merge([alpha, alpha, alpha])
+    front = cv2.multiply(np.ascontiguousarray(rgba[..., :3]), alpha3, scale=1 / 255.0)
+    back = cv2.multiply(dst, cv2.bitwise_not(alpha3), scale=1 / 255.0)
+    cv2.add(front, back, dst=dst)
 
 
 def _warp(rgba: np.ndarray, centre: tuple[float, float], scale: float, roll: float,

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vidmoji import parts
+from vidmoji.face.sampling import sample_frames
 
 
 def _anchor_points(mesh: torch.Tensor) -> torch.Tensor:
@@ -73,5 +74,4 @@ def warp_crops(frames: torch.Tensor, frame_index: torch.Tensor, matrices: torch.
     theta = from_frame @ torch.cat([inv, torch.tensor([[[0, 0, 1]]], dtype=inv.dtype, device=inv.device)
                                     .expand(len(inv), 1, 3)], 1) @ to_crop
     grid = F.affine_grid(theta, [len(matrices), 3, size, size], align_corners=False)
-    src = frames[frame_index].permute(0, 3, 1, 2).float() / 255.0
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return sample_frames(frames, frame_index, grid, "zeros").div_(255.0)

@@ -22,6 +22,7 @@ from torch import nn
 
 from vidmoji.face.detector import TFConv2d, _shortcut, load_network
 from vidmoji.face.mesh import CROP_CHUNK
+from vidmoji.face.sampling import sample_frames
 
 INPUT_SIZE = 64
 NUM_EYE_POINTS = 71
@@ -178,8 +179,7 @@ def crop_eyes(frames: torch.Tensor, frame_index: torch.Tensor, rois: torch.Tenso
     grid = grid.reshape(f, 2, INPUT_SIZE, INPUT_SIZE, 2).transpose(1, 2).reshape(f, INPUT_SIZE, 2 * INPUT_SIZE, 2)
     out = []
     for idx, g in zip(frame_index.split(CROP_CHUNK), grid.split(CROP_CHUNK)):
-        images = frames[idx].permute(0, 3, 1, 2).float().div_(255.0)
-        out.append(F.grid_sample(images, g, mode="bilinear", padding_mode="border", align_corners=False))
+        out.append(sample_frames(frames, idx, g, "border").div_(255.0))
     crops = torch.cat(out) if out else grid.new_zeros((0, 3, INPUT_SIZE, 2 * INPUT_SIZE))
     return crops.reshape(f, 3, INPUT_SIZE, 2, INPUT_SIZE).permute(0, 3, 1, 2, 4)
 

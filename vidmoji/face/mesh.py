@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidmoji.face.detector import BlazeBlock, TFConv2d, load_network
+from vidmoji.face.sampling import sample_frames
 
 NUM_POINTS = 468
 INPUT_SIZE = 192
@@ -119,10 +120,8 @@ class FaceMesh:
         ], dim=1)
         out = []
         for idx, th in zip(frame_index.split(CROP_CHUNK), theta.split(CROP_CHUNK)):
-            images = frames[idx].permute(0, 3, 1, 2).float().div_(255.0)
             grid = F.affine_grid(th, [len(idx), 3, INPUT_SIZE, INPUT_SIZE], align_corners=False)
-            out.append(F.grid_sample(images, grid, mode="bilinear", padding_mode="border",
-                                     align_corners=False))
+            out.append(sample_frames(frames, idx, grid, "border").div_(255.0))
         return torch.cat(out) if out else frames.new_zeros((0, 3, INPUT_SIZE, INPUT_SIZE), dtype=torch.float32)
 
     @torch.inference_mode()

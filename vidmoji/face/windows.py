@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from vidmoji import parts
 from vidmoji.face.raster import gaussian_blur, rasterize_soft
+from vidmoji.face.sampling import sample_frames
 
 _POLYGON = dict(parts.PARSE_POLYGONS)
 _UPPER_INNER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
@@ -242,8 +243,7 @@ def skin_colours(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Te
     grid_off = torch.stack(torch.meshgrid(offs, offs, indexing="xy"), -1).reshape(1, 1, 25, 2)
     pts = centres[:, :, None] + grid_off * step                          # (F, 3, 25, 2)
     norm = torch.stack([pts[..., 0] / w * 2 - 1, pts[..., 1] / h * 2 - 1], -1)
-    src = frames[frame_index].permute(0, 3, 1, 2).float()
-    samples = F.grid_sample(src, norm, align_corners=False)              # (F, 3, 3, 25)
+    samples = sample_frames(frames, frame_index, norm, "zeros")         # (F, 3, 3, 25)
     return samples.flatten(2).median(dim=2).values
 
 
@@ -255,7 +255,6 @@ def part_rgb_crops(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.
     {slot: (F, 3, size, size) float32 in [0, 1]}, for embedders that look at pixels (resnet50).
     """
     n, h, w, _ = frames.shape
-    src = frames[frame_index].permute(0, 3, 1, 2).float() / 255.0
     out = {}
     for slot, frame in local_frames(mesh[..., :2].float()).items():
         wf = parts.WINDOW_FRAMES[slot]
@@ -267,6 +266,6 @@ def part_rgb_crops(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.
             torch.stack([u[:, 0] * half_px * 2 / w, v[:, 0] * half_px * 2 / w, centre[:, 0] * 2 / w - 1], -1),
             torch.stack([u[:, 1] * half_px * 2 / h, v[:, 1] * half_px * 2 / h, centre[:, 1] * 2 / h - 1], -1),
         ], 1)
-        grid = F.affine_grid(theta, [len(src), 3, size, size], align_corners=False)
-        out[slot] = F.grid_sample(src, grid, align_corners=False, padding_mode="border")
+        grid = F.affine_grid(theta, [len(frame_index), 3, size, size], align_corners=False)
+        out[slot] = sample_frames(frames, frame_index, grid, "border").div_(255.0)
     return out
