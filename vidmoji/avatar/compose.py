@@ -74,11 +74,11 @@ class AvatarComposer:
 def _blend(dst: np.ndarray, rgba: np.ndarray, opacity: float = 1.0) -> None:
     """dst = rgba over dst, in place, with OpenCV's saturating uint8 arithmetic (within 1 of the float
     result, several times faster than numpy float)."""
-    alpha = rgba[..., 3]
+    alpha = cv2.extractChannel(rgba, 3)
     if opacity < 1.0:
         alpha = cv2.convertScaleAbs(alpha, alpha=opacity)
-    alpha3 = cv2.merge([alpha, alpha, alpha])
-    front = cv2.multiply(np.ascontiguousarray(rgba[..., :3]), alpha3, scale=1 / 255.0)
+    alpha3 = cv2.cvtColor(alpha, cv2.COLOR_GRAY2RGB)
+    front = cv2.multiply(cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), alpha3, scale=1 / 255.0)
     back = cv2.multiply(dst, cv2.bitwise_not(alpha3), scale=1 / 255.0)
     cv2.add(front, back, dst=dst)
 
