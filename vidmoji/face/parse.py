@@ -17,11 +17,11 @@ def mesh_label_map(crop_points: torch.Tensor, size: int = parts.CROP_SIZE) -> to
     closed eye leaves almost no eye pixels.
     """
     n = crop_points.shape[0]
-    labels = torch.zeros((n, size, size), dtype=torch.int64, device=crop_points.device)
+    labels = torch.zeros((n, size, size), dtype=torch.uint8, device=crop_points.device)
     for name, index in parts.PARSE_POLYGONS:
         inside = rasterize_polygons(crop_points[:, list(index)], size, size)
-        labels[inside] = parts.LABEL_IDS[name]
-    return labels
+        labels.masked_fill_(inside, parts.LABEL_IDS[name])
+    return labels.long()
 
 
 def colorize(labels: torch.Tensor) -> torch.Tensor:

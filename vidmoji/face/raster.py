@@ -12,8 +12,9 @@ def rasterize_polygons(polygons: torch.Tensor, height: int, width: int) -> torch
     polygons: (B, V, 2) float, vertices (x, y) in pixels, pixel centres at i + 0.5; the last vertex
     joins the first. Returns (B, height, width) bool, True where the pixel centre is inside.
 
-    Per scanline the edge crossings are sorted once; a pixel is inside when an odd number of crossings
-    lie left of it, which `searchsorted` counts in O(log V) per pixel instead of testing every edge.
+    Per scanline each edge crossing toggles the inside/outside parity of every pixel right of it: the
+    crossings are scattered into a row of toggles and a running sum gives each pixel's count, O(V + W) per
+    scanline instead of testing every edge at every pixel.
     """
     a = polygons
     b = torch.roll(polygons, shifts=-1, dims=1)
@@ -24,11 +25,14 @@ def rasterize_polygons(polygons: torch.Tensor, height: int, width: int) -> torch
     t = (ys - ay) / dy
     x = a[..., 0, None] + t * (b[..., 0, None] - a[..., 0, None])
     x = torch.where(crosses, x, torch.full_like(x, float("inf")))
-    x_sorted = x.transpose(1, 2).sort(dim=-1).values.contiguous()   # (B, H, V)
-    xs = torch.arange(width, device=polygons.device, dtype=polygons.dtype) + 0.5
-    xs = xs.expand(x_sorted.shape[0], height, width).contiguous()
-    left = torch.searchsorted(x_sorted, xs)                         # crossings left of each pixel
-    return left % 2 == 1
+    # Pixel i lies right of a crossing at x when its centre i + 0.5 > x, i.e. from column floor(x - 0.5) + 1
+    # on: each crossing toggles the parity from its column to the end of the row (a running sum).
+    start = torch.floor(x - 0.5).clamp(min=-1, max=width - 1) + 1         # (B, V, H); inf -> width: no toggle
+    # uint8 counts wrap at 256, which keeps their parity.
+    toggles = torch.zeros((x.shape[0], height, width + 1), device=polygons.device, dtype=torch.uint8)
+    toggles.scatter_add_(2, start.long().transpose(1, 2), torch.ones_like(toggles[..., :1]).expand(
+        -1, -1, start.shape[1]))
+    return (toggles[..., :width].cumsum(dim=2, dtype=torch.uint8) & 1).bool()
 
 
 def rasterize_soft(polygons: torch.Tensor, size: int, supersample: int = 4) -> torch.Tensor:
