@@ -169,8 +169,9 @@ class _Panel:
         self.no_face = ax.text(0.5, 0.5, "no face", transform=ax.transAxes, ha="center", va="center",
                                fontsize=FONT_SIZE + 2, color="#999999", animated=animated, visible=False)
         # The title strip above the axes, ending a pixel short of the axes' top spine: the chosen part's
-        # label on the left, the similarity on the right. Parts per slot are tens, similarity strings (3
-        # decimals) hundreds: the caps hold a clip's worth at a few MB.
+        # label on the left, the similarity on the right. Parts per slot are tens, similarity strings (2
+        # decimals: the exact values are in --data) at most 201: the caps hold them all at a few MB, so after
+        # a clip's first seconds a frame draws no panel text at all.
         px, py, pw, _ = box
         strip_y = py - TITLE_PX
         self.title = _TextSprite(fig, (px, strip_y, pw - SIMILARITY_PX, TITLE_PX - 1), "left", animated, 64)
@@ -209,7 +210,7 @@ class EmbeddingFigure:
 
     def __init__(self, slots: tuple[str, ...], embedders: tuple[str, ...], dims: dict[str, dict[str, int]],
                  width: int = 1280, height: int = 720, *, ylim: dict[str, dict[str, float]] | None = None,
-                 blit: bool = True):
+                 blit: bool = True, title: str = ""):
         if not slots or not embedders:
             raise ValueError("EmbeddingFigure needs at least one slot and one embedder")
         unknown = [s for s in slots if s not in SLOTS]
@@ -288,7 +289,14 @@ class EmbeddingFigure:
         # Labels and captions are plain text (parse_math=False: a "$" in a tag must not start mathtext).
         # Header: the caption changes per frame (and never repeats, so it is drawn, not cached); the colour
         # key is words, not coloured swatches, so that pink pixels appear exactly where a face embedding is.
-        self._caption = self._fig.text(MARGIN_PX / self.width, 1.0 - (HEADER_PX - 7) / self.height, "",
+        # A static title (the clip's name) goes into the background; only the short caption after it is
+        # drawn per frame (text costs per glyph).
+        caption_x = MARGIN_PX
+        if title:
+            static = self._fig.text(MARGIN_PX / self.width, 1.0 - (HEADER_PX - 7) / self.height, title,
+                                    fontsize=FONT_SIZE + 1, color=TEXT_COLOR, parse_math=False)
+            caption_x = static.get_window_extent(self._canvas.get_renderer()).x1 + 2 * MARGIN_PX
+        self._caption = self._fig.text(caption_x / self.width, 1.0 - (HEADER_PX - 7) / self.height, "",
                                        fontsize=FONT_SIZE + 1, color=TEXT_COLOR, animated=blit,
                                        parse_math=False)
         self._fig.text((img_x - MARGIN_PX) / self.width, 1.0 - (HEADER_PX - 7) / self.height,
@@ -337,7 +345,7 @@ class EmbeddingFigure:
                         line.set_ydata(values)
                 p.no_face.set_visible(f is None)
                 sim = similarity.get(e, {}).get(s)
-                p.sim.text.set_text("" if sim is None or not np.isfinite(sim) else f"cos {sim:.3f}")
+                p.sim.text.set_text("" if sim is None or not np.isfinite(sim) else f"cos {sim:.2f}")
                 p.title.text.set_text(labels.get(e, {}).get(s, ""))
         self._caption.set_text(caption)
 
