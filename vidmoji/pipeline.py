@@ -117,10 +117,11 @@ def refined_meshes(frames: torch.Tensor, faces: list[list], refiner: EyeRefiner)
 
 
 def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | None = None,
-                progress: Progress | None = None, max_faces: int = 4) -> FaceTrack:
+                progress: Progress | None = None, max_faces: int = 4, small_faces: str = "fallback") -> FaceTrack:
     """Pass 1: decode the clip in batches, locate and mesh up to max_faces faces per frame on the device,
-    follow the main one."""
-    locator = FaceLocator(device, max_faces=max_faces)
+    follow the main one. small_faces: "all" looks for faces down to 48 px in every detection (every face
+    matters: overlay), "fallback" only where no larger face is seen (only the main face matters)."""
+    locator = FaceLocator(device, max_faces=max_faces, small_faces=small_faces)
     refiner = EyeRefiner(device)
     pts, has_face, meshes, skins, others = [], [], [], [], []
     rgb: dict[str, list[np.ndarray]] = {s: [] for s in parts.SLOTS}
@@ -337,8 +338,9 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
 
     stages = {"setup": time.perf_counter() - start}
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
+        overlay = options.layout == "overlay"
         track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress,
-                            max_faces=8 if options.layout == "overlay" else 4)
+                            max_faces=8 if overlay else 4, small_faces="all" if overlay else "fallback")
     stages["faces"] = time.perf_counter() - start - sum(stages.values())
     if not track.has_face.any() and info.is_image:
         raise NoFaceError(f"no face found in {source}")
@@ -533,7 +535,7 @@ def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResul
         from vidmoji.face.bisenet import BiSeNetParser
         parser = BiSeNetParser(options.parser_weights, device)
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
-        track = track_faces(source, device, progress=progress, max_faces=8)
+        track = track_faces(source, device, progress=progress, max_faces=8, small_faces="all")
     main = np.full_like(track.mesh, np.nan)
     if track.has_face.any():
         main[track.has_face] = calibrated_mesh(torch.from_numpy(track.mesh[track.has_face]),

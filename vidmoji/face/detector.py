@@ -297,14 +297,21 @@ class FaceDetector:
         min_face: the smallest face height, in frame pixels, the detector should find; None turns the
             extra pass off. With the default 48, frames up to 460 pixels on the long side need no extra
             pass; a 1920x1080 frame gets one at 800x450.
+        small_faces: "all" runs the extra pass on every frame; "fallback" only on frames where the
+            whole-frame passes found no face (enough when only the most prominent face matters: a face
+            those passes see is larger than any face only the extra pass sees). The extra pass is most of
+            the detector's cost on a large frame (39 of 58 ms on a 1280x720 frame on the 2-core CPU).
     """
 
     def __init__(self, device: torch.device | str, min_score: float = 0.5, full_range: bool = True,
-                 min_face: float | None = 48.0):
+                 min_face: float | None = 48.0, small_faces: str = "all"):
+        if small_faces not in ("all", "fallback"):
+            raise ValueError(f"small_faces must be 'all' or 'fallback', not {small_faces!r}")
         self.device = torch.device(device)
         self.min_score = min_score
         self.full_range = full_range
         self.min_face = min_face
+        self.small_faces = small_faces
         self.short = load_network(BlazeFaceShort(), "face_detection_short_range.pt", self.device)
         self.full = load_network(BlazeFaceFull(), "face_detection_full_range.pt", self.device)
         self._anchors: dict[tuple, torch.Tensor] = {}
@@ -319,10 +326,18 @@ class FaceDetector:
         passes = [(self.short, SHORT_RANGE_ANCHORS, *self._letterbox(frames, 128))]
         if self.full_range:
             passes.append((self.full, FULL_RANGE_ANCHORS, *self._letterbox(frames, 192)))
-        if self.min_face is not None and max(h, w) / 192 * FULL_RANGE_MIN_FACE > self.min_face:
-            passes.append((self.full, FULL_RANGE_ANCHORS, *self._reduced(frames, self.min_face /
-                                                                          FULL_RANGE_MIN_FACE)))
         found = [self._run(*p) for p in passes]
+        if self.min_face is not None and max(h, w) / 192 * FULL_RANGE_MIN_FACE > self.min_face:
+            which = torch.arange(n, device=self.device)
+            if self.small_faces == "fallback":
+                seen = torch.zeros(n, dtype=torch.bool, device=self.device)
+                for *_, owner in found:
+                    seen[owner] = True
+                which = which[~seen]
+            if len(which):
+                boxes, points, scores, owner = self._run(
+                    self.full, FULL_RANGE_ANCHORS, *self._reduced(frames[which], self.min_face / FULL_RANGE_MIN_FACE))
+                found.append((boxes, points, scores, which[owner]))
         boxes, points, scores, owner = (torch.cat(parts) for parts in zip(*found))
         return [weighted_nms(boxes[owner == i], points[owner == i], scores[owner == i]) for i in range(n)]
 

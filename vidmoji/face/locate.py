@@ -87,7 +87,7 @@ class FaceLocator:
         detect_every: in `track`, run the detector at least every this many frames (to pick up faces
             that enter the picture); lost faces trigger it at once.
         min_presence: meshes whose face-presence probability is lower are dropped (MediaPipe's 0.5).
-        **detector_options: passed to FaceDetector (min_score, full_range, min_face).
+        **detector_options: passed to FaceDetector (min_score, full_range, min_face, small_faces).
     """
 
     def __init__(self, device: torch.device | str, max_faces: int = 1, detect_every: int = 16,
