@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vidmoji.face.detector import FaceDetector
 from vidmoji.face.locate import FaceLocator
@@ -186,6 +187,29 @@ def test_small_faces_in_street_clip(detector):
         heights = d.boxes[:, 3] - d.boxes[:, 1]
         hits += bool(((d.scores > 0.5) & (heights > 30) & (heights < 200)).any())
     assert hits >= 0.8 * len(frames), f"faces found in {hits}/{len(frames)} frames"
+
+
+def _paste(canvas: torch.Tensor, face: torch.Tensor, side: int, x: int, y: int) -> None:
+    small = F.interpolate(face.permute(2, 0, 1)[None].float(), size=(side, side), mode="area")
+    canvas[y:y + side, x:x + side] = small[0].round().to(torch.uint8).permute(1, 2, 0)
+
+
+@needs_media
+def test_small_face_pass_as_fallback():
+    """small_faces="fallback" (render and plot follow the most prominent face) runs the small-face pass only
+    where the whole-frame passes see no face: a lone 43-px face in a 1280x720 frame is still found, beside
+    a large face it is left to "all" (overlay, parse)."""
+    face = read_frames("liveportrait__d0", step=40)[0]
+    lone = torch.full((1, 720, 1280, 3), 128, dtype=torch.uint8)
+    _paste(lone[0], face, 90, 900, 300)
+    assert len(FaceDetector(DEVICE, min_face=None).detect(lone)[0]) == 0      # too small without the pass
+    assert len(FaceDetector(DEVICE, small_faces="fallback").detect(lone)[0]) == 1
+    both = lone.clone()
+    _paste(both[0], face, 500, 100, 100)
+    fallback = FaceDetector(DEVICE, small_faces="fallback").detect(both)[0]
+    everything = FaceDetector(DEVICE, small_faces="all").detect(both)[0]
+    assert len(fallback) == 1 and fallback.boxes[0, 0] < 640
+    assert len(everything) == 2
 
 
 @needs_media

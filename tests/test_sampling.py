@@ -1,0 +1,44 @@
+"""The window sampler equals grid_sample on whole float frames (it only avoids converting them)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidmoji.face.sampling import sample_frames
+from vidmoji.face.raster import rasterize_polygons
+
+
+@pytest.mark.parametrize("padding", ["border", "zeros"])
+def test_sample_frames_equals_grid_sample(padding):
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (3, 70, 100, 3), dtype=torch.uint8, generator=g)
+    # Rotated, scaled and shifted grids, several reaching past the frame's edges.
+    theta = torch.randn(6, 2, 3, generator=g) * 0.5
+    theta[:, :, 2] *= 3
+    grid = F.affine_grid(theta, [6, 3, 17, 13], align_corners=False)
+    index = torch.tensor([0, 2, 1, 1, 0, 2])
+    expected = F.grid_sample(frames[index].permute(0, 3, 1, 2).float(), grid, padding_mode=padding,
+                             align_corners=False)
+    got = sample_frames(frames, index, grid, padding)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=5e-3, rtol=0)
+
+
+def test_sample_frames_outside_the_frame_and_empty():
+    frames = torch.full((1, 20, 30, 3), 7, dtype=torch.uint8)
+    grid = torch.full((1, 4, 4, 2), 5.0)                      # far outside, right and below
+    assert torch.all(sample_frames(frames, torch.tensor([0]), grid, "border") == 7)
+    assert torch.all(sample_frames(frames, torch.tensor([0]), grid, "zeros") == 0)
+    assert sample_frames(frames, torch.zeros(0, dtype=torch.long), grid[:0]).shape == (0, 3, 4, 4)
+
+
+def test_rasterised_polygons_follow_the_even_odd_rule():
+    # A square and a triangle: pixels count as inside when their centres (i + 0.5) are.
+    square = torch.tensor([[2, 2], [18, 2], [18, 18], [2, 18]], dtype=torch.float32)
+    inside = rasterize_polygons(square[None], 20, 20)[0]
+    assert inside.sum() == 16 * 16 and inside[2:18, 2:18].all()
+    triangle = torch.tensor([[[0, 0], [20, 0], [0, 20]]], dtype=torch.float32)
+    mask = rasterize_polygons(triangle, 20, 20)[0]
+    ys, xs = torch.meshgrid(torch.arange(20) + 0.5, torch.arange(20) + 0.5, indexing="ij")
+    on_edge = (xs + ys) == 20                                  # centres on the hypotenuse: either side
+    assert torch.equal(mask[~on_edge], (xs + ys < 20)[~on_edge])
