@@ -14,7 +14,8 @@ SCORED = (("eye_left", "eye_left"), ("eye_right", "eye_right"), ("mouth", "mouth
 
 
 def binary_state(slot: str, tags: tuple[str, ...] | list[str]) -> str:
-    """A part's tags as the labels' vocabulary: eyes and mouth are `open` or `closed`.
+    """A part's tags as the labels' vocabulary: eyes and mouth are `open` or `closed`, brows `raised` or
+    `neutral` (a lowered brow is not raised).
 
     An eye is closed only when its state is `closed` (a half-open or squinting eye shows its iris); a mouth
     is open when its lips are apart.
@@ -23,6 +24,8 @@ def binary_state(slot: str, tags: tuple[str, ...] | list[str]) -> str:
         return "closed" if tags[0] == "closed" else "open"
     if slot == "mouth":
         return "open" if tags[0] in _OPEN_MOUTHS or "open" in tags else "closed"
+    if slot.startswith("brow"):
+        return "raised" if tags[0] == "raised" else "neutral"
     raise ValueError(f"no binary state for slot {slot!r}")
 
 

@@ -56,6 +56,9 @@ EYE_RIGHT = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144
 EYE_LEFT = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
 BROW_RIGHT = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 BROW_LEFT = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
+# Each brow's upper contour (outer to inner) and the lower contour point under each of them.
+BROW_RIGHT_UPPER, BROW_RIGHT_LOWER = (70, 63, 105, 66, 107), (46, 53, 52, 65, 55)
+BROW_LEFT_UPPER, BROW_LEFT_LOWER = (300, 293, 334, 296, 336), (276, 283, 282, 295, 285)
 NOSE = (168, 417, 465, 357, 279, 358, 327, 326, 2, 97, 98, 129, 49, 128, 245, 193)
 LIPS_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 LIPS_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
@@ -134,6 +137,9 @@ WINDOW_FRAMES: dict[str, WindowFrame] = {
 # near each other in embedding space.
 OPEN_EYE_HEIGHT = 42.0        # lid-to-lid opening of the subject's own resting open eye
 NEUTRAL_BROW_Y = -62.0        # brow centre line above the eye anchor at rest
+NEUTRAL_BROW_ARCH = 8.0       # the neutral brow's middle rises this much above its ends
+BROW_THICKNESS = 14.0         # a brow band's thickness; a subject's own brows are redrawn at it
+BROW_DEAD_BAND = 4.0          # brow moves smaller than this (units, per point) from the resting brow are dropped
 UPPER_LIP_THICKNESS = 9.0     # at the middle, at rest; a subject's own lips are scaled to these
 LOWER_LIP_THICKNESS = 14.0
 CLOSED_EYE_HEIGHT = 4.0       # a shut eye: a collapsed eye region (drawn as a line this wide)

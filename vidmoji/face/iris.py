@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidmoji import parts
 from vidmoji.face.detector import TFConv2d, _shortcut, load_network
 from vidmoji.face.mesh import CROP_CHUNK
 from vidmoji.face.sampling import sample_frames
@@ -73,6 +74,10 @@ EYE_MESH_INDICES: tuple[tuple[int, ...], tuple[int, ...]] = (
 )
 # The first 16 of the 71: the lid contour itself (lower lid corner to corner, then the upper lid).
 NUM_LID_POINTS = 16
+# Of the 71, the brow's ten points are left to the face mesh. The iris model's crop is centred on the eye
+# and a raised brow leaves it: on liveportrait__d9 its brows read 18 units *lower* on a brow raise than at
+# rest, where the mesh's read 22 units higher, as they are. (MediaPipe's refined mesh takes them all.)
+_KEPT_FROM_MESH = frozenset(parts.BROW_RIGHT + parts.BROW_LEFT)
 
 
 # --- the network -----------------------------------------------------------------------------------------
@@ -198,14 +203,16 @@ class EyeRefiner:
     """Refines the eye contours of 468-point meshes with MediaPipe's iris model, batched on the device.
 
     `refine(frames, frame_index, mesh)` crops both eyes of every face (one batch for the network), writes
-    the 71 refined eye-region points of each eye into the mesh at MediaPipe's indices (EYE_MESH_INDICES)
-    and returns the 5 iris points of each eye.
+    the refined eye-region points of each eye into the mesh at MediaPipe's indices (EYE_MESH_INDICES), all
+    71 but the brow's (see _KEPT_FROM_MESH), and returns the 5 iris points of each eye.
     """
 
     def __init__(self, device: torch.device | str):
         self.device = torch.device(device)
         self.net = load_network(IrisLandmarkNet(), "iris_landmark.pt", self.device)
         self._index = torch.tensor(EYE_MESH_INDICES, device=self.device)        # (2,71)
+        self._written = torch.tensor([i not in _KEPT_FROM_MESH for i in sum(EYE_MESH_INDICES, ())],
+                                     device=self.device)                          # (142,) bool
 
     @torch.inference_mode()
     def refine(self, frames: torch.Tensor, frame_index: torch.Tensor,
@@ -230,8 +237,8 @@ class EyeRefiner:
         iris = project(iris.reshape(f, 2, NUM_IRIS_POINTS, 3), rois)
 
         refined = mesh.clone()
-        index = self._index.reshape(-1)                                          # (142,)
-        refined[:, index, :2] = eye[..., :2].reshape(f, -1, 2)
+        index = self._index.reshape(-1)[self._written]                           # (122,)
+        refined[:, index, :2] = eye[..., :2].reshape(f, -1, 2)[:, self._written]
         lid_z = mesh[:, self._index[:, :NUM_LID_POINTS], 2].mean(dim=-1)        # (F,2)
         iris = torch.cat([iris[..., :2], lid_z[..., None, None].expand(f, 2, NUM_IRIS_POINTS, 1)], dim=-1)
         return refined, iris

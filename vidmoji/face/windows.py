@@ -25,6 +25,14 @@ _LOWER_OUTER = (375, 321, 405, 314, 17, 84, 181, 91, 146)
 _UPPER_OUTER_MID, _LOWER_OUTER_MID = 0, 17
 _SIDES = {"right": (parts.EYE_RIGHT_CORNERS, parts.EYE_RIGHT_LIDS, parts.EYE_RIGHT, parts.BROW_RIGHT),
           "left": (parts.EYE_LEFT_CORNERS, parts.EYE_LEFT_LIDS, parts.EYE_LEFT, parts.BROW_LEFT)}
+_BROW_CONTOURS = {"right": (parts.BROW_RIGHT_UPPER, parts.BROW_RIGHT_LOWER),
+                  "left": (parts.BROW_LEFT_UPPER, parts.BROW_LEFT_LOWER)}
+
+
+def _brow_centre(local: torch.Tensor, side: str) -> torch.Tensor:
+    """(F, 5, 2) centre line of a brow band (midpoints of its upper and lower contour) in local units."""
+    upper, lower = _BROW_CONTOURS[side]
+    return (local[:, list(upper)] + local[:, list(lower)]) / 2
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,8 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
         lower = frame.to_local(xy[:, [lo for _, lo in lids]])
         out[f"eye_{side}"] = (lower[..., 1] - upper[..., 1]).mean(1)
         out[f"brow_{side}"] = frame.to_local(xy[:, list(brow)])[..., 1].mean(1)
+        centre = _brow_centre(frame.to_local(xy), side)[..., 1]
+        out[f"brow_shape_{side}"] = centre - centre.mean(1, keepdim=True)          # (F, 5)
     gap = (xy[:, parts.INNER_LIP_MID[1]] - xy[:, parts.INNER_LIP_MID[0]]).norm(dim=-1)
     out["lip_gap"] = gap / inter_ocular(mesh).clamp_min(1e-6)
     mouth = frames["mouth"].to_local(xy)[..., 1]
@@ -109,6 +119,9 @@ class Calibration:
     brow_rest: dict[str, float]
     rest_gap: float
     lips: tuple[float, float] = (9.6, 17.0)
+    # The resting brow's own arch: its centre line's heights (outer to inner) about their mean, per side;
+    # None (a single image) keeps the subject's arch as it is.
+    brow_shape: dict[str, tuple[float, ...]] | None = None
 
     @classmethod
     def default(cls) -> "Calibration":
@@ -133,9 +146,11 @@ class Calibration:
             plausible = h[h > 0.7 * torch.quantile(h, 0.9)]
             eye_open[side] = float(plausible.median())
             brow_rest[side] = float(measures[f"brow_{side}"].float().median())
+        brow_shape = {side: tuple(float(v) for v in measures[f"brow_shape_{side}"].float().median(0).values)
+                      for side in ("right", "left")}
         rest_gap = min(float(torch.quantile(measures["lip_gap"].float(), 0.1)), parts.REST_GAP_CAP)
         lips = (float(measures["lip_upper"].float().median()), float(measures["lip_lower"].float().median()))
-        return cls(eye_open, brow_rest, max(rest_gap, 0.0), lips)
+        return cls(eye_open, brow_rest, max(rest_gap, 0.0), lips, brow_shape)
 
 
 def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
@@ -146,6 +161,34 @@ def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, si
     mid = o1 + (rel - r1) * (o2 - o1) / (r2 - r1)
     high = o2 + (rel - r2) * parts.WIDE_EYE_GAIN
     return torch.where(rel < r1, low, torch.where(rel < r2, mid, high)).clamp(0.0, 1.6)
+
+
+def _calibrated_brow(local: torch.Tensor, side: str, calibration: Calibration) -> torch.Tensor:
+    """A brow redrawn in the templates' terms: its centre line moved so that the subject's resting brow
+    (height and, from a clip, arch) lands on the templates' neutral brow while raises, frowns and tilts
+    keep their own size, and its band redrawn at parts.BROW_THICKNESS (mesh brows are about twice as thick
+    as drawn ones, which made every brow look raised). local: (F, 468, 2) in the brow's units."""
+    upper, lower = _BROW_CONTOURS[side]
+    centre = _brow_centre(local, side)                                   # (F, 5, 2)
+    x, y = centre[..., 0], centre[..., 1]
+    y = y + (parts.NEUTRAL_BROW_Y - calibration.brow_rest[side])
+    if calibration.brow_shape is not None:
+        # Replace the resting arch by the neutral template's (its centre line: base + arch (t^2 - 1/3) for
+        # t in [-1, 1] along the brow, see scripts/make_templates.py).
+        rest = torch.tensor(calibration.brow_shape[side], dtype=y.dtype, device=y.device)
+        t = ((x - x.mean(1, keepdim=True)) / (x.amax(1, keepdim=True) - x.amin(1, keepdim=True)).clamp_min(1e-3)
+             * 2).clamp(-1, 1)
+        # Deviation of each point from the subject's resting brow, with a dead band: small moves (talking,
+        # blinking, a hint of a frown) stay the neutral brow, real raises and frowns keep their size less
+        # the band.
+        dev = y - parts.NEUTRAL_BROW_Y - rest
+        dev = dev.sign() * (dev.abs() - parts.BROW_DEAD_BAND).clamp_min(0)
+        y = parts.NEUTRAL_BROW_Y + dev + parts.NEUTRAL_BROW_ARCH * (t * t - 1.0 / 3.0)
+    half = parts.BROW_THICKNESS / 2
+    out = local.clone()
+    out[:, list(upper)] = torch.stack([x, y - half], -1)
+    out[:, list(lower)] = torch.stack([x, y + half], -1)
+    return out
 
 
 def calibrated_mesh(mesh: torch.Tensor, calibration: Calibration) -> torch.Tensor:
@@ -195,11 +238,7 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration) -> dict[str, torc
         target = (eye_openness(meas, calibration, side) * parts.OPEN_EYE_HEIGHT).clamp_min(parts.CLOSED_EYE_HEIGHT)
         k = target / meas[f"eye_{side}"].clamp_min(1e-3)
         local[f"eye_{side}"] = torch.stack([eye[..., 0], eye[..., 1] * k[:, None]], -1)
-        brow = local[f"brow_{side}"]
-        y = meas[f"brow_{side}"]
-        # The subject's resting brow lands on the templates' neutral brow; a raise keeps its own size.
-        shift = torch.full_like(y, parts.NEUTRAL_BROW_Y - calibration.brow_rest[side])
-        local[f"brow_{side}"] = brow + torch.stack([torch.zeros_like(shift), shift], -1)[:, None]
+        local[f"brow_{side}"] = _calibrated_brow(local[f"brow_{side}"], side, calibration)
 
     mouth = local["mouth"].clone()
     units_per_iod = inter_ocular(xy) * frames["mouth"].scale
