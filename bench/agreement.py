@@ -5,7 +5,8 @@
 For each labelled clip in ../shared/media (liveportrait d0, d14, d18, d19) it runs pass 1 of the pipeline
 once, then for every embedder and style prints the agreement of the nearest part (before smoothing) and of
 the smoothed choice (what `vidmoji render --timeline` writes) with the labels, as accuracy and balanced
-accuracy over the frames the labels are sure of, and the part switches per second on still stretches.
+accuracy over the frames the labels are sure of (eyes and mouth open/closed, each brow raised or not), and
+the part switches per second on still stretches.
 Prints a Markdown table.
 """
 
@@ -26,6 +27,9 @@ from vidmoji.avatar.templates import list_styles, load_style  # noqa: E402
 from vidmoji.device import choose_device  # noqa: E402
 from vidmoji.embed.registry import load_embedder  # noqa: E402
 from vidmoji.evaluate import SCORED, agreement, binary_state, still_stretches  # noqa: E402
+
+# Eyes and mouth (open/closed), then each brow (raised or not) against the labels' `brows`.
+COLUMNS = SCORED + (("brow_left", "brows"), ("brow_right", "brows"))
 from vidmoji.pipeline import choose_parts, track_faces  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
@@ -48,9 +52,9 @@ def main() -> None:
     args = ap.parse_args()
     device = choose_device(args.device)
     tracks = {c: track_faces(MEDIA / "video" / f"{c}.mp4", device) for c in CLIPS}
-    print("| embedder | style | clip | " + " | ".join(f"{s} nearest | {s} smoothed" for s, _ in SCORED)
+    print("| embedder | style | clip | " + " | ".join(f"{s} nearest | {s} smoothed" for s, _ in COLUMNS)
           + " | still switches/s |")
-    print("|" + "---|" * (4 + 2 * len(SCORED)))
+    print("|" + "---|" * (4 + 2 * len(COLUMNS)))
     for name in args.embedders.split(","):
         embedder = load_embedder(name, device)
         for style_name in list_styles():
@@ -60,7 +64,7 @@ def main() -> None:
                 choices = choose_parts(track, embedder, indexes, "viterbi", device)
                 present = np.flatnonzero(track.has_face)
                 cells = []
-                for slot, key in SCORED:
+                for slot, key in COLUMNS:
                     for rows in (choices.matches[slot].rows[:, 0], choices.rows[slot][present]):
                         predicted = [None] * len(track.pts)
                         for i, r in zip(present, rows):
