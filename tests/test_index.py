@@ -74,24 +74,30 @@ def test_style_switching_keeps_the_state(embedder):
             assert ok / total >= 0.8, f"{embedder.name}: {a.name} -> {b.name} keeps the state in {ok}/{total}"
 
 
-@needs_media
-@pytest.mark.parametrize("name", LABELLED)
-def test_face_to_avatar_nearest_part_agrees_with_labels(embedder, face_tracks, name):
+def _nearest_states(embedder, face_tracks, name: str, slots: tuple[str, ...]):
+    """(style, slot, per-frame state of the nearest part, None where no face) for every style."""
     track = face_tracks(name)
-    lab = labels(name)
     mesh = track.mesh[track.has_face]
     windows = face_windows(mesh, Calibration.from_measures(measure(torch.from_numpy(mesh))), CPU)
     present = np.flatnonzero(track.has_face)
     for style_name in list_styles():
         idx = load_indexes(load_style(style_name), embedder, CPU, log=lambda m: None)
         matches = match_windows(embedder, idx, windows, k=1)
-        for slot in ("eye_left", "eye_right", "mouth"):
+        for slot in slots:
             predicted = [None] * len(track.pts)
             for j, i in enumerate(present):
                 predicted[i] = binary_state(slot, idx[slot].tags[int(matches[slot].rows[j, 0])])
-            a = agreement(lab, slot, predicted)
-            assert a.accuracy >= 0.9, (f"{embedder.name} {style_name} {name} {slot}: {a.accuracy:.3f} "
-                                       f"({a.confusion})")
+            yield style_name, slot, predicted
+
+
+@needs_media
+@pytest.mark.parametrize("name", LABELLED)
+def test_face_to_avatar_nearest_part_agrees_with_labels(embedder, face_tracks, name):
+    lab = labels(name)
+    for style_name, slot, predicted in _nearest_states(embedder, face_tracks, name, ("eye_left", "eye_right", "mouth")):
+        a = agreement(lab, slot, predicted)
+        assert a.accuracy >= 0.9, (f"{embedder.name} {style_name} {name} {slot}: {a.accuracy:.3f} "
+                                   f"({a.confusion})")
 
 
 @needs_media
@@ -99,22 +105,12 @@ def test_face_to_avatar_nearest_part_agrees_with_labels(embedder, face_tracks, n
 def test_brows_agree_with_labels(embedder, face_tracks, name):
     """Resting brows read as not raised, and real raises as raised, each brow on its own. d9 holds the only
     certain brow raises of the labelled media; the embedders saw its windows in training, never its labels."""
-    track = face_tracks(name)
     lab = labels(name)
-    mesh = track.mesh[track.has_face]
-    windows = face_windows(mesh, Calibration.from_measures(measure(torch.from_numpy(mesh))), CPU)
-    present = np.flatnonzero(track.has_face)
-    for style_name in list_styles():
-        idx = load_indexes(load_style(style_name), embedder, CPU, log=lambda m: None)
-        matches = match_windows(embedder, idx, windows, k=1)
-        for slot in ("brow_left", "brow_right"):
-            predicted = [None] * len(track.pts)
-            for j, i in enumerate(present):
-                predicted[i] = binary_state(slot, idx[slot].tags[int(matches[slot].rows[j, 0])])
-            a = agreement(lab, "brows", predicted)
-            for cls, floor in (("neutral", 0.85), ("raised", 0.8)):
-                total = sum(v for (t, _), v in a.confusion.items() if t == cls)
-                if total >= 10:
-                    recall = a.confusion.get((cls, cls), 0) / total
-                    assert recall >= floor, (f"{embedder.name} {style_name} {name} {slot} {cls}: {recall:.2f} "
-                                             f"({a.confusion})")
+    for style_name, slot, predicted in _nearest_states(embedder, face_tracks, name, ("brow_left", "brow_right")):
+        a = agreement(lab, "brows", predicted)
+        for cls, floor in (("neutral", 0.85), ("raised", 0.8)):
+            total = sum(v for (t, _), v in a.confusion.items() if t == cls)
+            if total >= 10:
+                recall = a.confusion.get((cls, cls), 0) / total
+                assert recall >= floor, (f"{embedder.name} {style_name} {name} {slot} {cls}: {recall:.2f} "
+                                         f"({a.confusion})")
