@@ -166,8 +166,9 @@ def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, si
 def _calibrated_brow(local: torch.Tensor, side: str, calibration: Calibration) -> torch.Tensor:
     """A brow redrawn in the templates' terms: its centre line moved so that the subject's resting brow
     (height and, from a clip, arch) lands on the templates' neutral brow while raises, frowns and tilts
-    keep their own size, and its band redrawn at parts.BROW_THICKNESS (mesh brows are about twice as thick
-    as drawn ones, which made every brow look raised). local: (F, 468, 2) in the brow's units."""
+    keep their own size (from a clip: less a dead band of parts.BROW_DEAD_BAND), and its band redrawn at
+    parts.BROW_THICKNESS (mesh brows are about twice as thick as drawn ones, which made every brow look
+    raised). local: (F, 468, 2) in the brow's units."""
     upper, lower = _BROW_CONTOURS[side]
     centre = _brow_centre(local, side)                                   # (F, 5, 2)
     x, y = centre[..., 0], centre[..., 1]
