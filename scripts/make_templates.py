@@ -328,6 +328,11 @@ MOUTHS = (
     MouthState("round", ("round",), curve=0.0, gap=48.0, upper_share=0.45, roundness=0.5, upper_lip=12.0,
                lower_lip=15.0, lip_fullness=0.4),
     MouthState("smile", ("smile",), curve=12.0),
+    MouthState("smile_slight", ("smile", "slight"), curve=6.0),
+    MouthState("smile_open_slight", ("smile_open", "slight"), curve=6.0, gap=14.0, upper_share=0.4,
+               roundness=0.8, teeth=True),
+    MouthState("grin", ("smile_open", "grin"), curve=9.0, gap=22.0, upper_share=0.4, roundness=0.7,
+               teeth=True),
     MouthState("smile_open", ("smile_open",), curve=12.0, gap=22.0, upper_share=0.1, roundness=0.8,
                teeth=True),
     MouthState("smile_teeth", ("smile_open", "teeth"), curve=14.0, gap=14.0, upper_share=0.2,
@@ -511,7 +516,7 @@ TAG_DOCS = {
         "first tag (state)": ("closed | slightly_open | open | wide_open | round | smile | smile_open | frown | "
                               "pout | smirk: inner gap 0 / ~10 / ~30 / ~54 / ~48 (rounded) units; smile/frown: "
                               "lip line sagging / rising ~12 units in the middle"),
-        "teeth, laugh, open": "variants of the state",
+        "teeth, laugh, open, slight, grin": "variants of the state (slight: a smile's curve of ~6 units)",
     },
     "nose": {"first tag": "button | straight | wide: shape"},
     "face": {"first tag": "round | oval | square | heart | long: shape"},

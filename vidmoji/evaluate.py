@@ -29,6 +29,11 @@ def binary_state(slot: str, tags: tuple[str, ...] | list[str]) -> str:
     raise ValueError(f"no binary state for slot {slot!r}")
 
 
+def smiling(tags: tuple[str, ...] | list[str]) -> bool:
+    """Whether a mouth part shows a smile (closed or open), the labels' `smile`."""
+    return tags[0] in ("smile", "smile_open")
+
+
 @dataclass(frozen=True)
 class Agreement:
     """Agreement of one slot with the labels over the scored frames: accuracy, balanced accuracy (mean

@@ -140,6 +140,7 @@ NEUTRAL_BROW_Y = -62.0        # brow centre line above the eye anchor at rest
 NEUTRAL_BROW_ARCH = 8.0       # the neutral brow's middle rises this much above its ends
 BROW_THICKNESS = 14.0         # a brow band's thickness; a subject's own brows are redrawn at it
 BROW_DEAD_BAND = 4.0          # brow moves smaller than this (units, per point) from the resting brow are dropped
+REST_SAG_QUANTILE = 0.2       # the resting mouth curve: this quantile of a clip's (smiles raise it)
 UPPER_LIP_THICKNESS = 9.0     # at the middle, at rest; a subject's own lips are scaled to these
 LOWER_LIP_THICKNESS = 14.0
 CLOSED_EYE_HEIGHT = 4.0       # a shut eye: a collapsed eye region (drawn as a line this wide)

@@ -107,6 +107,7 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     mouth = frames["mouth"].to_local(xy)[..., 1]
     out["lip_upper"] = mouth[:, parts.INNER_LIP_MID[0]] - mouth[:, _UPPER_OUTER_MID]
     out["lip_lower"] = mouth[:, _LOWER_OUTER_MID] - mouth[:, parts.INNER_LIP_MID[1]]
+    out["lip_sag"] = (mouth[:, parts.INNER_LIP_MID[0]] + mouth[:, parts.INNER_LIP_MID[1]]) / 2
     return out
 
 
@@ -122,6 +123,8 @@ class Calibration:
     # The resting brow's own arch: its centre line's heights (outer to inner) about their mean, per side;
     # None (a single image) keeps the subject's arch as it is.
     brow_shape: dict[str, tuple[float, ...]] | None = None
+    # How far the resting mouth's middle sits below its corners (mouth units); None: not known (an image).
+    mouth_sag: float | None = None
 
     @classmethod
     def default(cls) -> "Calibration":
@@ -150,7 +153,9 @@ class Calibration:
                       for side in ("right", "left")}
         rest_gap = min(float(torch.quantile(measures["lip_gap"].float(), 0.1)), parts.REST_GAP_CAP)
         lips = (float(measures["lip_upper"].float().median()), float(measures["lip_lower"].float().median()))
-        return cls(eye_open, brow_rest, max(rest_gap, 0.0), lips, brow_shape)
+        # A low percentile, like the resting lip gap: a subject may smile through much of a clip.
+        mouth_sag = float(torch.quantile(measures["lip_sag"].float(), parts.REST_SAG_QUANTILE))
+        return cls(eye_open, brow_rest, max(rest_gap, 0.0), lips, brow_shape, mouth_sag)
 
 
 def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
@@ -254,6 +259,11 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration) -> dict[str, torc
                                        parts.LOWER_LIP_THICKNESS)):
         base = mouth[:, inner, 1][:, None]
         mouth[:, list(outer), 1] = base + (mouth[:, list(outer), 1] - base) * (target / max(own, 1e-3))
+    if calibration.mouth_sag is not None:
+        # The subject's resting curve of the mouth is taken out (zero at the corners, full in the middle), so
+        # a mouth whose corners sit high at rest does not read as a smile, nor a low one as a frown.
+        x = mouth[..., 0] / 50.0
+        mouth[..., 1] -= calibration.mouth_sag * (1 - x * x).clamp_min(0)
     local["mouth"] = mouth
 
     windows = {}
