@@ -5,8 +5,8 @@
 For each labelled clip in ../shared/media (liveportrait d0, d14, d18, d19) it runs pass 1 of the pipeline
 once, then for every embedder and style prints the agreement of the nearest part (before smoothing) and of
 the smoothed choice (what `vidmoji render --timeline` writes) with the labels, as accuracy and balanced
-accuracy over the frames the labels are sure of (eyes and mouth open/closed, each brow raised or not), and
-the part switches per second on still stretches.
+accuracy over the frames the labels are sure of (eyes and mouth open/closed, each brow raised or not, the
+mouth smiling or not), and the part switches per second on still stretches.
 Prints a Markdown table.
 """
 
@@ -26,10 +26,16 @@ from vidmoji.avatar.index import load_indexes  # noqa: E402
 from vidmoji.avatar.templates import list_styles, load_style  # noqa: E402
 from vidmoji.device import choose_device  # noqa: E402
 from vidmoji.embed.registry import load_embedder  # noqa: E402
-from vidmoji.evaluate import SCORED, agreement, binary_state, still_stretches  # noqa: E402
+from vidmoji.evaluate import SCORED, agreement, binary_state, smiling, still_stretches  # noqa: E402
 
-# Eyes and mouth (open/closed), then each brow (raised or not) against the labels' `brows`.
-COLUMNS = SCORED + (("brow_left", "brows"), ("brow_right", "brows"))
+# Eyes and mouth (open/closed), each brow (raised or not) against the labels' `brows`, and the mouth's
+# smile (a smile part or not) against the labels' `smile`.
+COLUMNS = SCORED + (("brow_left", "brows"), ("brow_right", "brows"), ("mouth", "smile"))
+
+
+def state(slot: str, key: str, tags) -> str | bool:
+    """A part's tags in the vocabulary of the labels' `key`."""
+    return smiling(tags) if key == "smile" else binary_state(slot, tags)
 from vidmoji.pipeline import choose_parts, track_faces  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
@@ -52,7 +58,8 @@ def main() -> None:
     args = ap.parse_args()
     device = choose_device(args.device)
     tracks = {c: track_faces(MEDIA / "video" / f"{c}.mp4", device) for c in CLIPS}
-    print("| embedder | style | clip | " + " | ".join(f"{s} nearest | {s} smoothed" for s, _ in COLUMNS)
+    print("| embedder | style | clip | " + " | ".join(f"{k if k == 'smile' else s} nearest | "
+                                                    f"{k if k == 'smile' else s} smoothed" for s, k in COLUMNS)
           + " | still switches/s |")
     print("|" + "---|" * (4 + 2 * len(COLUMNS)))
     for name in args.embedders.split(","):
@@ -68,7 +75,7 @@ def main() -> None:
                     for rows in (choices.matches[slot].rows[:, 0], choices.rows[slot][present]):
                         predicted = [None] * len(track.pts)
                         for i, r in zip(present, rows):
-                            predicted[i] = binary_state(slot, indexes[slot].tags[int(r)])
+                            predicted[i] = state(slot, key, indexes[slot].tags[int(r)])
                         a = agreement(lab, key, predicted)
                         cells.append(f"{a.accuracy:.3f} ({a.balanced:.2f})")
                 print(f"| {name} | {style_name} | {clip.split('__')[1]} | " + " | ".join(cells)

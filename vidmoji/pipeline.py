@@ -458,7 +458,8 @@ def timeline(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartInde
         frames.append(entry)
     cal = choices.calibration
     return {"style": style.name, "embedder": embedder.name,
-            "calibration": {"eye_open": cal.eye_open, "brow_rest": cal.brow_rest, "rest_gap": cal.rest_gap},
+            "calibration": {"eye_open": cal.eye_open, "brow_rest": cal.brow_rest, "brow_shape": cal.brow_shape,
+                            "rest_gap": cal.rest_gap, "lips": list(cal.lips), "mouth_sag": cal.mouth_sag},
             "frames": frames}
 
 
