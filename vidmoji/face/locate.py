@@ -123,8 +123,7 @@ class FaceLocator:
         whose own mesh finds a face) in the batch or, before the first, of the previous batch's last mesh;
         where the first pass's own points imply a different crop, a second pass re-centres it (MediaPipe's
         landmarks-to-ROI rule, applied to the frame itself rather than the next one, so the batch needs no
-        frame-by-frame loop). Frames where a seeded
-        face is lost are detected again.
+        frame-by-frame loop). Frames where a seeded face is lost are detected again.
         """
         frames = frames.to(self.device)
         n = frames.shape[0]
@@ -200,10 +199,10 @@ class FaceLocator:
         good = torch.nonzero(presence >= self.min_presence).flatten()
         if len(good):
             implied = FaceMesh.roi_from_mesh(points[good])
-            redo = good[_roi_moved(rois[good].float(), implied)]
-            if len(redo):
-                again = FaceMesh.roi_from_mesh(points[redo])
-                points[redo], presence[redo] = self.mesh.run(frames, index[redo], again)
+            moved = _roi_moved(rois[good].float(), implied)
+            if moved.any():
+                redo = good[moved]
+                points[redo], presence[redo] = self.mesh.run(frames, index[redo], implied[moved])
         return points, presence, index
 
     def _collect(self, n: int, points: torch.Tensor, presence: torch.Tensor,

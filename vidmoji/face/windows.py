@@ -94,14 +94,15 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     frames = local_frames(mesh)
     xy = mesh[..., :2]
     out = {}
-    for side, (_, lids, _, brow) in _SIDES.items():
-        frame = frames[f"eye_{side}"]
-        upper = frame.to_local(xy[:, [u for u, _ in lids]])
-        lower = frame.to_local(xy[:, [lo for _, lo in lids]])
+    for side, (_, lids, _, _) in _SIDES.items():
+        local = frames[f"eye_{side}"].to_local(xy)
+        upper = local[:, [u for u, _ in lids]]
+        lower = local[:, [lo for _, lo in lids]]
         out[f"eye_{side}"] = (lower[..., 1] - upper[..., 1]).mean(1)
-        out[f"brow_{side}"] = frame.to_local(xy[:, list(brow)])[..., 1].mean(1)
-        centre = _brow_centre(frame.to_local(xy), side)[..., 1]
-        out[f"brow_shape_{side}"] = centre - centre.mean(1, keepdim=True)          # (F, 5)
+        # The brow's centre line (its ten points in pairs); its mean is the mean of all ten points.
+        centre = _brow_centre(local, side)[..., 1]                                    # (F, 5)
+        out[f"brow_{side}"] = centre.mean(1)
+        out[f"brow_shape_{side}"] = centre - out[f"brow_{side}"][:, None]
     gap = (xy[:, parts.INNER_LIP_MID[1]] - xy[:, parts.INNER_LIP_MID[0]]).norm(dim=-1)
     out["lip_gap"] = gap / inter_ocular(mesh).clamp_min(1e-6)
     mouth = frames["mouth"].to_local(xy)[..., 1]
