@@ -7,7 +7,11 @@ once, then for every embedder and style prints the agreement of the nearest part
 the smoothed choice (what `vidmoji render --timeline` writes) with the labels, as accuracy and balanced
 accuracy over the frames the labels are sure of (eyes and mouth open/closed, each brow raised or not, the
 mouth smiling or not), and the part switches per second on still stretches.
-Prints a Markdown table.
+Prints a Markdown table. A second table scores every clip that has labels (d0, d3, d9, d14, d18, d19, s32)
+per style: balanced agreement with the hand-labelled frames of hand_expressions.json (eyes, mouth,
+horizontal gaze, smile, brows; `unsure` left out), part switches per second on still stretches, the share
+of no-wink frames drawn with one eye shut and the other open (phantom winks), and the labels' certain
+winks shown.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from vidmoji.avatar.index import load_indexes  # noqa: E402
 from vidmoji.avatar.templates import list_styles, load_style  # noqa: E402
 from vidmoji.device import choose_device  # noqa: E402
 from vidmoji.embed.registry import load_embedder  # noqa: E402
-from vidmoji.evaluate import SCORED, agreement, binary_state, smiling, still_stretches  # noqa: E402
+from vidmoji.evaluate import (HAND_KEYS, SCORED, agreement, binary_state, frame_states, hand_agreement,  # noqa: E402
+                              phantom_wink_share, smiling, still_stretches, winks_shown)
 
 # Eyes and mouth (open/closed), each brow (raised or not) against the labels' `brows`, and the mouth's
 # smile (a smile part or not) against the labels' `smile`.
@@ -40,6 +45,40 @@ from vidmoji.pipeline import choose_parts, track_faces  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
 CLIPS = ("liveportrait__d0", "liveportrait__d14", "liveportrait__d18", "liveportrait__d19")
+ALL_LABELLED = ("liveportrait__d0", "liveportrait__d3", "liveportrait__d9", "liveportrait__d14", "liveportrait__d18",
+                "liveportrait__d19", "liveportrait__s32")
+
+
+def expression_table(tracks: dict, embedder, indexes_of, device) -> None:
+    """The second table (see the module docstring), for one embedder and every style."""
+    hand = json.loads((MEDIA / "labels" / "hand_expressions.json").read_text())["frames"]
+    print("\n| style | clip | " + " | ".join(HAND_KEYS) + " | still switches/s | phantom winks | winks shown |")
+    print("|" + "---|" * (5 + len(HAND_KEYS)))
+    for style_name, indexes in indexes_of.items():
+        pooled = {}
+        for clip, track in tracks.items():
+            lab = json.loads((MEDIA / "labels" / f"{clip}.json").read_text())
+            choices = choose_parts(track, embedder, indexes, "viterbi", device)
+            eyes = {s: [None] * len(track.pts) for s in ("eye_left", "eye_right")}
+            predicted = {}
+            for i in range(len(track.pts)):
+                if choices.rows["mouth"][i] < 0:
+                    continue
+                tags = {s: indexes[s].tags[int(choices.rows[s][i])] for s in choices.rows}
+                st = frame_states(tags, {"eye_right": choices.gaze[i, 0], "eye_left": choices.gaze[i, 1]})
+                predicted[(clip, i)] = st
+                for s in eyes:
+                    eyes[s][i] = st[s]
+            pooled.update(predicted)
+            h = hand_agreement([f for f in hand if f["clip"] == clip], predicted)
+            cells = [f"{a.balanced:.2f}" if a.frames else "" for a in h.values()]
+            shown, total = winks_shown(lab, eyes)
+            print(f"| {style_name} | {clip.split('__')[1]} | " + " | ".join(cells)
+                  + f" | {still_rate(choices.rows, track.pts, lab):.2f} | {phantom_wink_share(lab, eyes):.2%} | "
+                  + (f"{shown}/{total}" if total else "") + " |")
+        h = hand_agreement(hand, pooled)
+        print(f"| {style_name} | **all hand-labelled** | " + " | ".join(f"**{a.balanced:.3f}**" for a in h.values())
+              + " | | | |")
 
 
 def still_rate(rows: dict[str, np.ndarray], pts: np.ndarray, lab: dict) -> float:
@@ -55,9 +94,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--embedders", default="ae,pca")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--only-expressions", action="store_true", help="print only the second table")
     args = ap.parse_args()
     device = choose_device(args.device)
-    tracks = {c: track_faces(MEDIA / "video" / f"{c}.mp4", device) for c in CLIPS}
+    tracks = {c: track_faces(MEDIA / "video" / f"{c}.mp4", device) for c in ALL_LABELLED}
+    if args.only_expressions:
+        for name in args.embedders.split(","):
+            embedder = load_embedder(name, device)
+            print(f"\nembedder {name}")
+            expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
+                                                for s in list_styles()}, device)
+        return
     print("| embedder | style | clip | " + " | ".join(f"{k if k == 'smile' else s} nearest | "
                                                     f"{k if k == 'smile' else s} smoothed" for s, k in COLUMNS)
           + " | still switches/s |")
@@ -66,7 +113,8 @@ def main() -> None:
         embedder = load_embedder(name, device)
         for style_name in list_styles():
             indexes = load_indexes(load_style(style_name), embedder, device, log=lambda m: None)
-            for clip, track in tracks.items():
+            for clip in CLIPS:
+                track = tracks[clip]
                 lab = json.loads((MEDIA / "labels" / f"{clip}.json").read_text())
                 choices = choose_parts(track, embedder, indexes, "viterbi", device)
                 present = np.flatnonzero(track.has_face)
@@ -80,6 +128,8 @@ def main() -> None:
                         cells.append(f"{a.accuracy:.3f} ({a.balanced:.2f})")
                 print(f"| {name} | {style_name} | {clip.split('__')[1]} | " + " | ".join(cells)
                       + f" | {still_rate(choices.rows, track.pts, lab):.2f} |")
+        expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
+                                            for s in list_styles()}, device)
 
 
 if __name__ == "__main__":

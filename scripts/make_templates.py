@@ -242,19 +242,22 @@ def draw_eye_right(look: Look, state: EyeState, pid: str) -> tuple[list[str], li
     gx, gy = state.gaze
     cx, cy = 15.0 * gx, 7.0 * gy + (state.upper_share - 0.6) * -state.opening * 0.5
     clip = f"url(#{clip_id})"
+    # The iris, pupil and highlights are one layer that follows the gaze: moved by the inner group's
+    # translate (set by vidmoji.avatar.templates from the measured gaze), clipped by the eye's opening
+    # on the outer group, so the clip stays put while the pupil moves.
     if look.iris is not None:
-        body.append(el("circle", "deco", cx=num(cx), cy=num(cy), r="17", fill=look.iris,
-                       stroke=ink if look.name == "line" else None,
-                       stroke_width=num(look.width(look.eye_right, 2.4)) if look.name == "line" else None,
-                       clip_path=clip))
-        body.append(el("circle", "deco", cx=num(cx), cy=num(cy), r="8", fill=look.pupil, clip_path=clip))
-        body.append(el("circle", "deco", cx=num(cx - 5), cy=num(cy - 6), r="3.5", fill="#FFFFFF", clip_path=clip))
+        pupil = [el("circle", "deco", cx=num(cx), cy=num(cy), r="17", fill=look.iris,
+                    stroke=ink if look.name == "line" else None,
+                    stroke_width=num(look.width(look.eye_right, 2.4)) if look.name == "line" else None),
+                 el("circle", "deco", cx=num(cx), cy=num(cy), r="8", fill=look.pupil),
+                 el("circle", "deco", cx=num(cx - 5), cy=num(cy - 6), r="3.5", fill="#FFFFFF")]
     else:  # glossy dark eye: highlights follow the gaze
-        body.append(el("circle", "deco", cx=num(cx - 12), cy=num(cy - 7), r="9", fill="#FFFFFF", clip_path=clip))
-        body.append(el("circle", "deco", cx=num(cx + 10), cy=num(cy + 7), r="4.5", fill="#FFFFFF",
-                       clip_path=clip))
+        pupil = [el("circle", "deco", cx=num(cx - 12), cy=num(cy - 7), r="9", fill="#FFFFFF"),
+                 el("circle", "deco", cx=num(cx + 10), cy=num(cy + 7), r="4.5", fill="#FFFFFF")]
         body.append(el("ellipse", "deco", cx=num(cx + 2), cy=num(state.opening * 0.25), rx="26",
                        ry=num(state.opening * 0.22), fill="#6E5A86", opacity="0.45", clip_path=clip))
+    body.append(f'<g class="deco" data-layer="pupil" clip-path="{clip}"><g data-gaze="1" transform="translate(0 0)">'
+                + "".join(pupil) + "</g></g>")
     # The upper lid line is the stroke that makes an eye read as an eye in every look.
     lid_px = {"flat": 4.0, "line": 5.0, "cute": 3.0}[look.name]
     body.append(el("path", "deco", d=path_d(upper, closed=False), fill="none", stroke=ink,
@@ -329,15 +332,15 @@ MOUTHS = (
                lower_lip=15.0, lip_fullness=0.4),
     MouthState("smile", ("smile",), curve=12.0),
     MouthState("smile_slight", ("smile", "slight"), curve=6.0),
-    MouthState("smile_open_slight", ("smile_open", "slight"), curve=6.0, gap=14.0, upper_share=0.4,
+    MouthState("smile_open_slight", ("smile_open", "slight", "smile"), curve=6.0, gap=14.0, upper_share=0.4,
                roundness=0.8, teeth=True),
-    MouthState("grin", ("smile_open", "grin"), curve=9.0, gap=22.0, upper_share=0.4, roundness=0.7,
+    MouthState("grin", ("smile_open", "grin", "smile"), curve=9.0, gap=22.0, upper_share=0.4, roundness=0.7,
                teeth=True),
-    MouthState("smile_open", ("smile_open",), curve=12.0, gap=22.0, upper_share=0.1, roundness=0.8,
+    MouthState("smile_open", ("smile_open", "smile"), curve=12.0, gap=22.0, upper_share=0.1, roundness=0.8,
                teeth=True),
-    MouthState("smile_teeth", ("smile_open", "teeth"), curve=14.0, gap=14.0, upper_share=0.2,
+    MouthState("smile_teeth", ("smile_open", "teeth", "smile"), curve=14.0, gap=14.0, upper_share=0.2,
                roundness=0.6, teeth=True),
-    MouthState("laugh", ("smile_open", "laugh"), curve=14.0, gap=40.0, upper_share=0.1, roundness=0.7,
+    MouthState("laugh", ("smile_open", "laugh", "smile"), curve=14.0, gap=40.0, upper_share=0.1, roundness=0.7,
                teeth=True, tongue=True),
     MouthState("frown", ("frown",), curve=-10.0),
     MouthState("frown_open", ("frown", "open"), curve=-10.0, gap=18.0, upper_share=0.6, roundness=0.8),
@@ -536,7 +539,8 @@ def style_parts(look: Look) -> list[tuple[str, str, tuple[str, ...], str]]:
                 right = EyeState(state.name, state.tags, state.opening, state.upper_share, gaze, state.lid_sag)
                 defs, body = draw_eye_right(look, right, pid)
                 body = mirrored(body)
-                body = [b.replace('class="r_eye"', 'class="l_eye"') for b in body]
+                body = [b.replace('class="r_eye"', 'class="l_eye"').replace('data-gaze="1"', 'data-gaze="-1"')
+                        for b in body]
             out.append((slot, state.name, state.tags, svg_doc(slot, body, defs)))
     for state in BROWS:
         body = draw_brow_right(look, state)

@@ -95,3 +95,90 @@ def still_stretches(labels: dict, min_frames: int) -> list[tuple[int, int]]:
                 spans.append((start, i - 1))
             start = i if i < n and signature(i) is not None else None
     return spans
+
+
+# --- hand labels (../shared/media/labels/hand_expressions.json) -------------------------------------------
+HAND_KEYS = ("eye_left", "eye_right", "mouth", "gaze_h", "smile", "brows")
+# A look counts as toward one side of the image when the mean horizontal gaze of both eyes passes this.
+GAZE_SIDE = 0.25
+
+
+def frame_states(tags: dict[str, tuple[str, ...] | list[str]], gaze: dict[str, tuple[float, float]] | None = None
+                 ) -> dict[str, str]:
+    """One frame's chosen parts in the hand labels' vocabulary.
+
+    tags: {slot: the chosen part's tags}; gaze: {"eye_right"/"eye_left": (x, y)} or None. Returns eyes and
+    mouth `open`/`closed`, `smile` `yes`/`no`, `brows` `raised`/`lowered`/`neutral` (a raise of either brow
+    is a raise, else a lowering of either is a lowering), and `gaze_h` `image_left`/`centre`/`image_right`
+    from the mean of both eyes' x (beyond -+GAZE_SIDE) when gaze is given.
+    """
+    out = {"eye_left": binary_state("eye_left", tags["eye_left"]),
+           "eye_right": binary_state("eye_right", tags["eye_right"]),
+           "mouth": binary_state("mouth", tags["mouth"]),
+           "smile": "yes" if "smile" in tags["mouth"] or smiling(tags["mouth"]) else "no"}
+    brows = {tags[s][0] for s in ("brow_left", "brow_right")}
+    out["brows"] = "raised" if "raised" in brows else "lowered" if "lowered" in brows else "neutral"
+    if gaze:
+        x = float(np.mean([g[0] for g in gaze.values()]))
+        out["gaze_h"] = "image_left" if x < -GAZE_SIDE else "image_right" if x > GAZE_SIDE else "centre"
+    return out
+
+
+def hand_agreement(hand: list[dict], predicted: dict[tuple[str, int], dict[str, str]],
+                   keys: tuple[str, ...] = HAND_KEYS) -> dict[str, Agreement]:
+    """Agreement of predicted frame states {(clip, frame): frame_states(...)} with hand-labelled frames
+    (entries of hand_expressions.json's `frames`), per key, leaving out `unsure` keys and frames without a
+    prediction (no face)."""
+    out = {}
+    for key in keys:
+        confusion: dict[tuple[str, str], int] = {}
+        for f in hand:
+            truth, p = f.get(key), predicted.get((f["clip"], f["frame"]), {}).get(key)
+            if truth is None or truth == "unsure" or p is None:
+                continue
+            confusion[(truth, p)] = confusion.get((truth, p), 0) + 1
+        out[key] = _scores(confusion)
+    return out
+
+
+def _scores(confusion: dict[tuple[str, str], int]) -> Agreement:
+    n = sum(confusion.values())
+    correct = sum(v for (t, p), v in confusion.items() if t == p)
+    recalls = []
+    for cls in {t for t, _ in confusion}:
+        total = sum(v for (t, _), v in confusion.items() if t == cls)
+        recalls.append(confusion.get((cls, cls), 0) / total)
+    return Agreement(correct / n if n else float("nan"), float(np.mean(recalls)) if recalls else float("nan"),
+                     n, confusion)
+
+
+def phantom_wink_share(labels: dict, eye_states: dict[str, list[str | None]]) -> float:
+    """Share of the frames with a face where the labels see no wink (both eyes alike, or uncertain) but the
+    avatar shows one eye closed and the other open. eye_states: {"eye_left"/"eye_right": per frame
+    `open`/`closed`/None}."""
+    n = shown = 0
+    for i, (el, er) in enumerate(zip(eye_states["eye_left"], eye_states["eye_right"])):
+        if el is None or er is None or i >= len(labels["eye_left"]) or labels["eye_left"][i] is None:
+            continue
+        if labels["eye_left"][i] != labels["eye_right"][i]:
+            continue
+        n += 1
+        shown += el != er
+    return shown / n if n else 0.0
+
+
+def winks_shown(labels: dict, eye_states: dict[str, list[str | None]]) -> tuple[int, int]:
+    """(shown, total) of the labels' certain wink events during which the avatar shows that wink (the
+    winking eye closed while the other is open) on at least a third of the event's frames."""
+    shown = total = 0
+    for ev in labels.get("events", []):
+        if not ev["label"].startswith("wink_") or not ev.get("certain", True):
+            continue
+        side = ev["label"].split("_")[1]
+        shut, other = (f"eye_{side}", f"eye_{'right' if side == 'left' else 'left'}")
+        span = range(ev["start_frame"], ev["end_frame"] + 1)
+        hit = sum(eye_states[shut][i] == "closed" and eye_states[other][i] == "open" for i in span
+                  if i < len(eye_states[shut]))
+        total += 1
+        shown += hit * 3 >= len(span)
+    return shown, total

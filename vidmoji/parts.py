@@ -49,6 +49,12 @@ EMBED_GROUP: dict[str, str] = {
 }
 MIRRORED_SLOTS = frozenset({"eye_left", "brow_left"})
 
+# --- The refined mesh: MediaPipe's 468 points, then each iris's centre and four edge points (its 478-point
+# numbering; vidmoji.face.iris finds them) ---------------------------------------------------------------
+MESH_POINTS = 478
+IRIS_RIGHT = (468, 469, 470, 471, 472)   # the subject's right iris, centre first
+IRIS_LEFT = (473, 474, 475, 476, 477)
+
 # --- MediaPipe 468-point mesh index sets (ordered polygons, from face_mesh_connections.py) --------------
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
@@ -151,4 +157,22 @@ RESIDUAL_EYE_GAP = 0.65       # share of the open opening an iris-refined contou
 # knot the openness grows WIDE_EYE_GAIN times as fast as the opening (a stare).
 EYE_OPENNESS_KNOTS = ((RESIDUAL_EYE_GAP, 0.0), (0.85, 0.75), (1.0, 1.0))
 WIDE_EYE_GAIN = 1.0
+# Blinks and winks are one decision over both eyes: a wink is one eye below WINK_SHUT while the other is
+# above WINK_OPEN and WINK_GAP more open, for WINK_MIN_S or longer; it is then drawn shut. Anything less
+# moves both eyes together (their mean). Once shown, a wink holds while the gap stays above WINK_GAP_HOLD. Past FAR_EYE_YAW degrees of yaw the far eye, foreshortened and
+# half hidden, follows the near one.
+WINK_SHUT = 0.5
+WINK_OPEN = 0.65
+WINK_GAP = 0.45
+WINK_MIN_S = 0.15
+WINK_GAP_HOLD = 0.25
+FAR_EYE_YAW = 20
+# A still eye's openness wanders by about 0.1 as people talk; changes smaller than this are held, so the
+# eye parts do not dither between wide, open and half. A blink moves it by 0.5 or more at once.
+EYE_DEAD_BAND = 0.15
+# Gaze: the iris centre's offset from the subject's straight-ahead (the clip's median), in eye units (eye
+# width 100), divided by this, is the gaze in [-1, 1]. Looks to the side measured 15-27 units on the
+# project's clips, straight-ahead within 10, so a side look reads beyond 0.25.
+GAZE_SCALE = 52.0
+GAZE_DEAD_BAND = 0.04
 REST_GAP_CAP = 0.03           # cap on the resting lip gap, as a share of the inter-ocular distance

@@ -35,11 +35,12 @@ from vidmoji.face.align import alignment_matrices, invert_affine, transform_poin
 from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
 from vidmoji.face.parse import colorize, mesh_label_map
-from vidmoji.face.windows import (Calibration, calibrated_mesh, measure, part_rgb_crops, part_windows,
-                                  skin_colours)
+from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, measure, part_rgb_crops,
+                                  part_windows, skin_colours)
+from vidmoji.face.windows import gaze as gaze_of
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
-from vidmoji.smooth import count_switches, make_smoother
+from vidmoji.smooth import DEFAULT_FILL_MARGIN, count_switches, make_smoother
 from vidmoji.video import (IMAGE_SUFFIXES, FrameReader, MediaError, VideoWriter, check_writable, probe,
                            write_bytes_atomic, write_image_atomic, write_text_atomic)
 
@@ -59,8 +60,9 @@ class NoFaceError(VidmojiError):
 class FaceTrack:
     """The faces of a whole clip, main face followed across frames.
 
-    pts: (T,) float64 seconds; has_face: (T,) bool; mesh: (T, 468, 3) float32 frame pixels of the main
-    face (NaN where none); skin: (T, 3) float32 RGB of the main face; others: per frame the (468, 3)
+    pts: (T,) float64 seconds; has_face: (T,) bool; mesh: (T, 478, 3) float32 frame pixels of the main
+    face (NaN where none; the 468 mesh points, then the irises); skin: (T, 3) float32 RGB of the main
+    face; others: per frame the (478, 3)
     meshes of the other faces; rgb_embeddings: {slot: (F, D)} for the F frames with a face, in order, when
     an RGB embedder ran in pass 1.
     """
@@ -103,13 +105,16 @@ def pick_main_face(meshes: list[np.ndarray], previous_box: np.ndarray | None) ->
 
 
 def refined_meshes(frames: torch.Tensor, faces: list[list], refiner: EyeRefiner) -> list[list[torch.Tensor]]:
-    """Per frame, the (468, 3) meshes of its faces with the eye contours refined by the iris model (the
-    plain mesh barely closes an eye); all faces of the batch go through the iris model at once."""
+    """Per frame, the (478, 3) meshes of its faces: the 468 mesh points with the eye contours refined by the
+    iris model (the plain mesh barely closes an eye), then the iris points, as MediaPipe's refined mesh
+    numbers them (parts.IRIS_RIGHT: 468-472, parts.IRIS_LEFT: 473-477, centre first); all faces of the
+    batch go through the iris model at once."""
     index = [i for i, ff in enumerate(faces) for _ in ff]
     if not index:
         return [[] for _ in faces]
     mesh = torch.stack([f.mesh for ff in faces for f in ff]).float()
-    refined, _ = refiner.refine(frames, torch.tensor(index, device=frames.device), mesh)
+    refined, iris = refiner.refine(frames, torch.tensor(index, device=frames.device), mesh)
+    refined = torch.cat([refined, iris.reshape(len(index), 2 * iris.shape[2], 3)], dim=1)
     out: list[list[torch.Tensor]] = [[] for _ in faces]
     for i, m in zip(index, refined):
         out[i].append(m)
@@ -128,7 +133,7 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
     previous_box = None
     with FrameReader(source, batch_size=BATCH) as reader:
         info = reader.info
-        nan_mesh = np.full((468, 3), np.nan, np.float32)
+        nan_mesh = np.full((parts.MESH_POINTS, 3), np.nan, np.float32)
         for batch in reader:
             frames = torch.from_numpy(batch.frames).to(device)
             faces = refined_meshes(frames, locator.track(frames), refiner)
@@ -171,21 +176,32 @@ class PartChoices:
 
     rows: {slot: (T,) int64 row in the slot's PartIndex, -1 where no face}; matches: {slot: SlotMatches
     over the frames with a face}; similarity: {slot: (T,) float32 cosine of the chosen part, NaN where
-    no face}; calibration: the subject's baseline used.
+    no face}; calibration: the subject's baseline used; gaze: (T, 2, 2) float32 (eye 0 the subject's
+    right, 1 the left; x, y in [-1, 1], x toward the image's right, y down), NaN where no face.
     """
 
     rows: dict[str, np.ndarray]
     matches: dict[str, SlotMatches]
     similarity: dict[str, np.ndarray]
     calibration: Calibration
+    gaze: np.ndarray | None = None
+
+
+def track_fps(track: FaceTrack) -> float:
+    """The clip's frame rate from its timestamps (25 for a single frame)."""
+    steps = np.diff(track.pts)
+    steps = steps[steps > 0]
+    return float(1.0 / np.median(steps)) if len(steps) else 25.0
 
 
 def face_windows(meshes: np.ndarray, calibration: Calibration, device: torch.device,
-                 batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Calibrated part windows of (F, 468, 3) meshes, computed in batches on the device."""
+                 batch_size: int = 256, eyes: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Calibrated part windows of (F, 478, 3) meshes, computed in batches on the device; eyes: the
+    openness to draw each eye at (`eye_sequence`), else each frame's own."""
     chunks: dict[str, list[torch.Tensor]] = {s: [] for s in parts.SLOTS}
     for i in range(0, len(meshes), batch_size):
-        w = part_windows(torch.from_numpy(meshes[i:i + batch_size]).to(device), calibration)
+        part_eyes = {k: v[i:i + batch_size] for k, v in eyes.items()} if eyes is not None else None
+        w = part_windows(torch.from_numpy(meshes[i:i + batch_size]).to(device), calibration, part_eyes)
         for slot in parts.SLOTS:
             chunks[slot].append(w[slot])
     return {s: torch.cat(c) if c else torch.zeros((0, len(parts.SLOT_CHANNELS[s]), parts.WINDOW_SIZE,
@@ -199,8 +215,12 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
     present = np.flatnonzero(track.has_face)
     mesh = track.mesh[present]
     calibration = subject_calibration(track)
+    mesh_t = torch.from_numpy(mesh)
+    eyes = eye_sequence(mesh_t, calibration, track_fps(track))
+    gaze = np.full((len(track.pts), 2, 2), np.nan, np.float32)
+    gaze[present] = gaze_of(measure(mesh_t), calibration).numpy()
     if embedder.kind == "label":
-        matches = match_windows(embedder, indexes, face_windows(mesh, calibration, device), k)
+        matches = match_windows(embedder, indexes, face_windows(mesh, calibration, device, eyes=eyes), k)
     else:
         matches = {}
         for slot in parts.SLOTS:
@@ -209,16 +229,53 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
             matches[slot] = SlotMatches(emb, sims, rows)
     smoother = make_smoother(smooth)
     t = len(track.pts)
+    candidates = {s: (matches[s].rows, matches[s].sims) for s in parts.SLOTS}
+    candidates.update(paired_eye_candidates(indexes, candidates, ~eyes["wink"].numpy()))
     rows_out, sim_out = {}, {}
     for slot in parts.SLOTS:
         m = matches[slot]
-        ids = np.full((t, m.rows.shape[1]), -1, np.int64)
-        sims = np.zeros((t, m.rows.shape[1]), np.float32)
-        ids[present], sims[present] = m.rows, m.sims
+        rows, part_sims = candidates[slot]
+        ids = np.full((t, rows.shape[1]), -1, np.int64)
+        sims = np.zeros((t, rows.shape[1]), np.float32)
+        ids[present], sims[present] = rows, part_sims
         chosen = smoother.smooth(ids, sims)
         rows_out[slot] = chosen
         sim_out[slot] = chosen_similarity(m.embeddings, indexes[slot], chosen[present], present, t)
-    return PartChoices(rows_out, matches, sim_out, calibration)
+    return PartChoices(rows_out, matches, sim_out, calibration, gaze)
+
+
+def paired_eye_candidates(indexes: dict[str, PartIndex], candidates: dict[str, tuple[np.ndarray, np.ndarray]],
+                          together: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Both eyes choose one state together on the frames where they move together.
+
+    candidates: {slot: (rows (F, k), sims (F, k))} from the matcher; together: (F,) bool, the frames
+    without a wink. Returns new (rows (F, S), sims (F, S)) for eye_right and eye_left over the S states
+    both slots have (an eye part's id after its slot: `open`, `half`, ...): on `together` frames both get
+    the mean of the two eyes' similarities to each state, elsewhere each keeps its own. A state outside a
+    frame's top-k scores that frame's k-th best less smooth.DEFAULT_FILL_MARGIN. A style whose eye slots
+    share no state keeps its candidates.
+    """
+    names = {s: [pid.split(".", 1)[-1] for pid in indexes[s].part_ids] for s in ("eye_right", "eye_left")}
+    shared = sorted(set(names["eye_right"]) & set(names["eye_left"]))
+    if not shared:
+        return {}
+    col = {n: j for j, n in enumerate(shared)}
+    dense = {}
+    for slot in ("eye_right", "eye_left"):
+        rows, sims = candidates[slot]
+        fill = sims.min(axis=1, initial=1.0) - DEFAULT_FILL_MARGIN
+        d = np.repeat(fill[:, None], len(shared), axis=1).astype(np.float32)
+        for j in range(rows.shape[1]):
+            c = np.array([col.get(names[slot][r], -1) if r >= 0 else -1 for r in rows[:, j]])
+            ok = c >= 0
+            d[np.flatnonzero(ok), c[ok]] = np.maximum(d[np.flatnonzero(ok), c[ok]], sims[ok, j])
+        dense[slot] = d
+    joint = (dense["eye_right"] + dense["eye_left"]) / 2
+    out = {}
+    for slot in ("eye_right", "eye_left"):
+        row_of = np.array([names[slot].index(n) for n in shared], np.int64)
+        out[slot] = (np.tile(row_of, (len(joint), 1)), np.where(together[:, None], joint, dense[slot]))
+    return out
 
 
 def chosen_similarity(embeddings: np.ndarray, index: PartIndex, rows: np.ndarray, present: np.ndarray,
@@ -379,10 +436,10 @@ def _other_avatars(track: FaceTrack, others: list[list[tuple[str, ...]]] | None,
 
 def _write_image(output, track, choices, indexes, style, skin, composer, options, source, others) -> list[Path]:
     choice = _choice_ids(indexes, choices.rows, 0)
-    avatar = composer.avatar(choice)
+    avatar = composer.avatar(choice, _gaze_at(choices, 0))
     if options.layout == "avatar":
         svg_path = output.with_suffix(".svg")
-        write_text_atomic(svg_path, compose_svg(style, dict(zip(parts.SLOTS, choice)), skin))
+        write_text_atomic(svg_path, compose_svg(style, dict(zip(parts.SLOTS, choice)), skin, _gaze_at(choices, 0)))
         write_image_atomic(output, avatar)
         return [output, svg_path]
     with FrameReader(source, batch_size=1) as reader:
@@ -391,6 +448,13 @@ def _write_image(output, track, choices, indexes, style, skin, composer, options
     write_image_atomic(output, _layout_frame(frame, avatar, pose, pose, options.layout, composer,
                                              _other_avatars(track, others, 0), 1.0))
     return [output]
+
+
+def _gaze_at(choices: PartChoices, i: int) -> tuple[float, float] | None:
+    """Where the drawn pupils look at frame i: the mean gaze of both eyes (None: no face or no gaze)."""
+    if choices.gaze is None or np.isnan(choices.gaze[i]).any():
+        return None
+    return tuple(float(v) for v in choices.gaze[i].mean(0))
 
 
 def _layout_frame(frame, avatar, pose, reference, layout, composer, other_avatars, opacity) -> np.ndarray:
@@ -410,7 +474,7 @@ def _write_video(source, output, fps, time_base, track, choices, indexes, compos
     width, height = _output_size(options.layout, options.size, track.width, track.height)
     present = np.flatnonzero(track.has_face)
     reference = head_pose(np.nanmedian(track.mesh[present], axis=0)) if len(present) else None
-    last_choice, last_pose, last_face_t = None, None, None
+    last_choice, last_pose, last_face_t, last_gaze = None, None, None, None
     with VideoWriter(output, width, height, fps, time_base, audio_from=source) as writer:
         for i, frame in _frames_again(source, len(track.pts), options.layout != "avatar"):
             t = track.pts[i]
@@ -418,9 +482,10 @@ def _write_video(source, output, fps, time_base, track, choices, indexes, compos
             opacity = 1.0
             if choice is not None:
                 last_choice, last_pose, last_face_t = choice, head_pose(track.mesh[i]), t
+                last_gaze = _gaze_at(choices, i)
             elif last_face_t is not None:
                 opacity = float(np.clip(1 - (t - last_face_t - _HOLD_S) / _FADE_S, 0.0, 1.0))
-            avatar = composer.avatar(last_choice) if last_choice is not None and opacity > 0 else None
+            avatar = composer.avatar(last_choice, last_gaze) if last_choice is not None and opacity > 0 else None
             out = _layout_frame(frame, avatar, last_pose, reference, options.layout, composer,
                                 _other_avatars(track, others, i), opacity)
             writer.write(out, float(t))
@@ -445,7 +510,8 @@ def _frames_again(source: Path, count: int, decode: bool) -> Iterator[tuple[int,
 
 def timeline(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartIndex], style: Style,
              embedder: Embedder) -> dict:
-    """Per frame: time, face found, and per slot the chosen part id, its tags and the similarity."""
+    """Per frame: time, face found, and per slot the chosen part id, its tags and the similarity; each eye
+    also its gaze [x, y] in [-1, 1] (x toward the image's right, y down)."""
     frames = []
     for i, t in enumerate(track.pts):
         entry = {"t": round(float(t), 6), "face": bool(track.has_face[i])}
@@ -455,6 +521,9 @@ def timeline(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartInde
                     "tags": list(indexes[s].tags[int(choices.rows[s][i])]),
                     "similarity": round(float(choices.similarity[s][i]), 4)}
                 for s in parts.SLOTS}
+            if choices.gaze is not None:
+                for e, slot in enumerate(("eye_right", "eye_left")):
+                    entry["parts"][slot]["gaze"] = [round(float(v), 3) for v in choices.gaze[i, e]]
         frames.append(entry)
     cal = choices.calibration
     return {"style": style.name, "embedder": embedder.name,
@@ -722,7 +791,8 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
                         lab[name][s] = (f"{indexes[name][s].part_ids[r]} [{', '.join(indexes[name][s].tags[r])}]"
                                         if r >= 0 else "")
                 choice = _choice_ids(indexes[next(iter(embedders))], first.rows, i)
-                avatar = avatar_frame(composer.avatar(choice), None, None) if choice is not None else None
+                avatar = (avatar_frame(composer.avatar(choice, _gaze_at(first, i)), None, None)
+                          if choice is not None else None)
                 writer.write(figure.draw(face, part, sim, lab, crops.get(j), avatar,
                                          f"frame {i}  t={track.pts[i]:.2f} s"), float(track.pts[i]))
                 progress.advance(1)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from vidmoji import parts
-from vidmoji.avatar.templates import Style, render_part_layer
+from vidmoji.avatar.templates import Style, has_pupils, quantize_gaze, render_part_layer
 
 BACKGROUND = (245, 245, 240)
 # The avatar's head follows the face's scale and position only within these bounds, so a face walking
@@ -46,13 +46,17 @@ class AvatarComposer:
         self.style, self.skin, self.size = style, skin, size
         self._parts = {p.id: p for p in style.parts}
 
-    @lru_cache(maxsize=256)
-    def avatar(self, choice: tuple[str, ...]) -> np.ndarray:
+    def avatar(self, choice: tuple[str, ...], gaze=None) -> np.ndarray:
         """(size, size, 4) uint8 RGBA (premultiplied-free, straight alpha) of the parts in `choice`
-        (one part id per slot, in parts.SLOTS order)."""
+        (one part id per slot, in parts.SLOTS order), the pupils looking toward gaze (x, y) in [-1, 1]
+        (None: straight ahead)."""
+        return self._avatar(choice, quantize_gaze(gaze))
+
+    @lru_cache(maxsize=512)
+    def _avatar(self, choice: tuple[str, ...], gaze: tuple[float, float]) -> np.ndarray:
         out = np.zeros((self.size, self.size, 4), np.float32)
         for part_id in choice:
-            layer, box = self._layer(part_id)
+            layer, box = self._layer(part_id, gaze if has_pupils(self._parts[part_id]) else (0.0, 0.0))
             if box is None:
                 continue
             src, dst = layer[box].astype(np.float32), out[box]       # only the part's own bounding box
@@ -61,10 +65,10 @@ class AvatarComposer:
             dst[..., 3:] = 255.0 * a + dst[..., 3:] * (1 - a)
         return out.round().astype(np.uint8)
 
-    @lru_cache(maxsize=512)
-    def _layer(self, part_id: str) -> tuple[np.ndarray, tuple[slice, slice] | None]:
+    @lru_cache(maxsize=2048)
+    def _layer(self, part_id: str, gaze: tuple[float, float]) -> tuple[np.ndarray, tuple[slice, slice] | None]:
         """A part's RGBA layer and the bounding box of its visible pixels (None when it has none)."""
-        layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size)
+        layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size, gaze)
         ys, xs = np.nonzero(layer[..., 3])
         if len(ys) == 0:
             return layer, None

@@ -323,10 +323,25 @@ def shade_colour(colour: str, factor: float = SHADE_FACTOR) -> str:
     return "#" + "".join(f"{min(255, round(c * factor)):02X}" for c in rgb)
 
 
-def _part_group(style: Style, part: Part, skin: str) -> tuple[list[ET.Element], ET.Element]:
+# How far a pupil moves (part units: an eye is 100 wide) at a gaze of 1 in x and in y.
+PUPIL_TRAVEL = (30.0, 14.0)
+
+
+def quantize_gaze(gaze) -> tuple[float, float]:
+    """(x, y) gaze rounded to steps of 0.05: the drawn pupil moves by under a pixel per step at 512 px, and
+    rendered layers are cached per step."""
+    if gaze is None:
+        return (0.0, 0.0)
+    return tuple(round(float(np.clip(g, -1.0, 1.0)) * 20) / 20 for g in gaze[:2])
+
+
+def _part_group(style: Style, part: Part, skin: str, gaze: tuple[float, float] = (0.0, 0.0)
+                ) -> tuple[list[ET.Element], ET.Element]:
     """The part's defs and a <g> holding its drawing, placed on the canvas and painted in `skin`.
 
-    Ids are prefixed with the slot so that parts composed together never share one.
+    Ids are prefixed with the slot so that parts composed together never share one. gaze: (x, y) in
+    [-1, 1] (x toward the image's right, y down) moves the part's pupil layer (an element with
+    `data-gaze`, +1 or -1 for a drawing mirrored in x) by PUPIL_TRAVEL, inside the eye's clip.
     """
     colour = style.colour(skin)
     paints = {"fill": colour, "shade": shade_colour(colour)}
@@ -340,6 +355,9 @@ def _part_group(style: Style, part: Part, skin: str) -> tuple[list[ET.Element], 
                 e.set(a, v.replace("url(#", "url(#" + prefix))
             elif _local(a) == "href" and v.startswith("#"):
                 e.set(a, "#" + prefix + v[1:])
+        if e.get("data-gaze") in ("1", "-1") and gaze != (0.0, 0.0):
+            sign = float(e.get("data-gaze"))
+            e.set("transform", f"translate({gaze[0] * PUPIL_TRAVEL[0] * sign:.2f} {gaze[1] * PUPIL_TRAVEL[1]:.2f})")
         if e.get("data-skin") in paints:
             e.set("fill", paints[e.get("data-skin")])
         if e.get("data-skin-stroke") in paints:
@@ -363,27 +381,35 @@ def _canvas_svg(style: Style, groups: list[tuple[list[ET.Element], ET.Element]])
     return ET.tostring(svg, encoding="unicode")
 
 
-def compose_svg(style: Style, choice: dict[str, str], skin: str) -> str:
+def compose_svg(style: Style, choice: dict[str, str], skin: str, gaze=None) -> str:
     """The avatar as one SVG document on the style's canvas.
 
-    choice: slot -> part id (slots left out are not drawn); skin: a palette name or "#RRGGBB". Parts are
-    drawn in parts.SLOTS order (the face shape first).
+    choice: slot -> part id (slots left out are not drawn); skin: a palette name or "#RRGGBB"; gaze:
+    (x, y) where the pupils look, or None for straight ahead. Parts are drawn in parts.SLOTS order (the
+    face shape first).
     """
-    groups = [_part_group(style, style.part(choice[slot]), skin) for slot in parts.SLOTS if slot in choice]
+    g = quantize_gaze(gaze)
+    groups = [_part_group(style, style.part(choice[slot]), skin, g) for slot in parts.SLOTS if slot in choice]
     return _canvas_svg(style, groups)
 
 
-@functools.lru_cache(maxsize=1024)
-def _layer(style: Style, part_id: str, skin: str, size: int) -> np.ndarray:
-    svg = _canvas_svg(style, [_part_group(style, style.part(part_id), skin)]).encode()
+@functools.lru_cache(maxsize=2048)
+def _layer(style: Style, part_id: str, skin: str, size: int, gaze: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    svg = _canvas_svg(style, [_part_group(style, style.part(part_id), skin, gaze)]).encode()
     w, h = style.canvas
     out = _rasterise(svg, size, round(size * h / w))
     out.setflags(write=False)
     return out
 
 
-def render_part_layer(style: Style, part: Part, skin: str, size: int) -> np.ndarray:
+def has_pupils(part: Part) -> bool:
+    """Whether the part has a pupil layer that follows the gaze."""
+    return b"data-gaze" in _svg_bytes(part.path)
+
+
+def render_part_layer(style: Style, part: Part, skin: str, size: int, gaze=None) -> np.ndarray:
     """One part alone, placed on the full canvas: (size * h / w, size, 4) uint8 RGBA, transparent elsewhere
-    (square canvases give (size, size, 4)); read-only, cached per (style, part, skin, size). Composing an
-    avatar is alpha-blending the layers of its parts in parts.SLOTS order."""
-    return _layer(style, part.id, skin, size)
+    (square canvases give (size, size, 4)); read-only, cached per (style, part, skin, size, gaze). gaze:
+    (x, y) for an eye's pupils (see `quantize_gaze`). Composing an avatar is alpha-blending the layers of
+    its parts in parts.SLOTS order."""
+    return _layer(style, part.id, skin, size, quantize_gaze(gaze) if has_pupils(part) else (0.0, 0.0))

@@ -83,16 +83,72 @@ def inter_ocular(mesh: torch.Tensor) -> torch.Tensor:
     return (xy[:, list(parts.EYE_LEFT)].mean(1) - xy[:, list(parts.EYE_RIGHT)].mean(1)).norm(dim=-1)
 
 
+# Landmark pairs mirrored across the face's midline (subject's right, left) that expressions barely move:
+# eye corners and the face's sides at the temples and cheekbones. Their mean difference is the head's
+# left-right axis in 3-D.
+_MIRROR_PAIRS = ((33, 263), (133, 362), (127, 356), (234, 454), (93, 323), (132, 361))
+# Top of the forehead and the subnasale: the head's up-down axis without the jaw (which opens the mouth).
+_FOREHEAD, _CHIN = 10, 2
+
+
+def head_rotation(mesh: torch.Tensor) -> torch.Tensor:
+    """(F, 3, 3) the head's axes in frame coordinates, one per row: x toward the subject's left (the
+    image's right in a frontal view), y down the face (forehead to chin), z away from the camera.
+
+    mesh: (F, >=468, 3) points (x, y pixels, z relative depth in x's pixel scale). x is the mean of the
+    mirrored landmark pairs' differences, so it holds yaw and roll; y is forehead to chin, made
+    orthogonal to x, so it holds pitch.
+    """
+    m = mesh[..., :3].float()
+    right = m[:, [a for a, _ in _MIRROR_PAIRS]]
+    left = m[:, [b for _, b in _MIRROR_PAIRS]]
+    x = (left - right).mean(1)
+    x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    y = m[:, _CHIN] - m[:, _FOREHEAD]
+    y = y - (y * x).sum(-1, keepdim=True) * x
+    y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    z = torch.linalg.cross(x, y, dim=-1)
+    return torch.stack([x, y, z], 1)
+
+
+def head_angles(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(F,) yaw and pitch in degrees of (F, >=468, 3) meshes: yaw positive when the subject turns toward
+    the image's right (their own left), pitch positive when the face tilts down."""
+    r = head_rotation(mesh)
+    yaw = torch.rad2deg(torch.atan2(r[:, 0, 2], r[:, 0, 0]))
+    pitch = torch.rad2deg(torch.atan2(-r[:, 1, 2], r[:, 1, 1]))
+    return {"yaw": yaw, "pitch": pitch}
+
+
+def frontalize(mesh: torch.Tensor) -> torch.Tensor:
+    """The mesh seen from straight ahead: (F, P, 3) points rotated about their centre by the head's
+    rotation (pitch, yaw and roll taken out), in the same pixel scale; x, y stay near where the face was.
+
+    Looking down shrinks the visible eye and a turned head foreshortens the far eye and the mouth; the
+    mesh is 3-D, so measuring the frontal view removes both. A (F, P, 2) mesh is returned as it is.
+    """
+    if mesh.shape[-1] < 3:
+        return mesh
+    m = mesh[..., :3].float()
+    centre = m[:, :468].mean(1, keepdim=True)
+    r = head_rotation(m)
+    return (m - centre) @ r.transpose(1, 2) + centre * torch.tensor([1.0, 1.0, 0.0], device=m.device)
+
+
 def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-frame geometry the calibration needs, from (F, 468, >=2) mesh points.
 
     Returns (F,) tensors: `eye_right`, `eye_left` (lid opening in eye units, eye width = 100),
     `brow_right`, `brow_left` (brow centre height in eye units, negative is up), `lip_gap` (inner lip
     gap as a share of the inter-ocular distance), `lip_upper`, `lip_lower` (lip thickness at the middle,
-    in mouth units: mouth width = 100).
+    in mouth units: mouth width = 100); with the irises (a 478-point mesh) also (F, 2) `iris_right`,
+    `iris_left`: the iris centre in eye units (x toward the image's right, y down). A 3-D mesh is measured frontalized (see `frontalize`).
     """
-    frames = local_frames(mesh)
-    xy = mesh[..., :2]
+    xy = frontalize(mesh)[..., :2]
+    frames = local_frames(xy)
+    # Brows are measured as seen: their height above the eye is what the labels and the viewer judge, and
+    # frontalizing moved it with every nod.
+    seen = local_frames(mesh[..., :2])
     out = {}
     for side, (_, lids, _, _) in _SIDES.items():
         local = frames[f"eye_{side}"].to_local(xy)
@@ -100,15 +156,20 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
         lower = local[:, [lo for _, lo in lids]]
         out[f"eye_{side}"] = (lower[..., 1] - upper[..., 1]).mean(1)
         # The brow's centre line (its ten points in pairs); its mean is the mean of all ten points.
-        centre = _brow_centre(local, side)[..., 1]                                    # (F, 5)
+        centre = _brow_centre(seen[f"brow_{side}"].to_local(mesh[..., :2]), side)[..., 1]      # (F, 5)
         out[f"brow_{side}"] = centre.mean(1)
         out[f"brow_shape_{side}"] = centre - out[f"brow_{side}"][:, None]
-    gap = (xy[:, parts.INNER_LIP_MID[1]] - xy[:, parts.INNER_LIP_MID[0]]).norm(dim=-1)
+    # The mouth too is measured as seen: frontalized, a nod bent its curve into smiles and frowns.
+    sxy = mesh[..., :2]
+    gap = (sxy[:, parts.INNER_LIP_MID[1]] - sxy[:, parts.INNER_LIP_MID[0]]).norm(dim=-1)
     out["lip_gap"] = gap / inter_ocular(mesh).clamp_min(1e-6)
-    mouth = frames["mouth"].to_local(xy)[..., 1]
+    mouth = seen["mouth"].to_local(sxy)[..., 1]
     out["lip_upper"] = mouth[:, parts.INNER_LIP_MID[0]] - mouth[:, _UPPER_OUTER_MID]
     out["lip_lower"] = mouth[:, _LOWER_OUTER_MID] - mouth[:, parts.INNER_LIP_MID[1]]
     out["lip_sag"] = (mouth[:, parts.INNER_LIP_MID[0]] + mouth[:, parts.INNER_LIP_MID[1]]) / 2
+    if mesh.shape[1] >= parts.MESH_POINTS:
+        for side, iris in (("right", parts.IRIS_RIGHT), ("left", parts.IRIS_LEFT)):
+            out[f"iris_{side}"] = frames[f"eye_{side}"].to_local(xy[:, [iris[0]]])[:, 0]     # (F, 2)
     return out
 
 
@@ -126,6 +187,8 @@ class Calibration:
     brow_shape: dict[str, tuple[float, ...]] | None = None
     # How far the resting mouth's middle sits below its corners (mouth units); None: not known (an image).
     mouth_sag: float | None = None
+    # The iris centre's straight-ahead offset in each eye (eye units: x toward the image's right, y down).
+    gaze_centre: dict[str, tuple[float, float]] | None = None
 
     @classmethod
     def default(cls) -> "Calibration":
@@ -156,7 +219,11 @@ class Calibration:
         lips = (float(measures["lip_upper"].float().median()), float(measures["lip_lower"].float().median()))
         # A low percentile, like the resting lip gap: a subject may smile through much of a clip.
         mouth_sag = float(torch.quantile(measures["lip_sag"].float(), parts.REST_SAG_QUANTILE))
-        return cls(eye_open, brow_rest, max(rest_gap, 0.0), lips, brow_shape, mouth_sag)
+        gaze_centre = None
+        if "iris_right" in measures:
+            gaze_centre = {side: tuple(float(v) for v in measures[f"iris_{side}"].float().median(0).values)
+                           for side in ("right", "left")}
+        return cls(eye_open, brow_rest, max(rest_gap, 0.0), lips, brow_shape, mouth_sag, gaze_centre)
 
 
 def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
@@ -167,6 +234,81 @@ def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, si
     mid = o1 + (rel - r1) * (o2 - o1) / (r2 - r1)
     high = o2 + (rel - r2) * parts.WIDE_EYE_GAIN
     return torch.where(rel < r1, low, torch.where(rel < r2, mid, high)).clamp(0.0, 1.6)
+
+
+def _dead_band(x: torch.Tensor, band: float) -> torch.Tensor:
+    """(T, ...) sequence held at its last value until it moves more than `band` from it (causal)."""
+    out = x.clone()
+    for t in range(1, len(x)):
+        out[t] = torch.where((x[t] - out[t - 1]).abs() > band, x[t], out[t - 1])
+    return out
+
+
+def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """[start, end) runs of True in a (T,) bool tensor."""
+    m = torch.cat([torch.zeros(1, dtype=torch.int8), mask.to(torch.int8), torch.zeros(1, dtype=torch.int8)])
+    edges = torch.nonzero(m[1:] != m[:-1]).flatten().tolist()
+    return list(zip(edges[0::2], edges[1::2]))
+
+
+def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float,
+                hold: bool = True) -> dict[str, torch.Tensor]:
+    """Blinks and winks decided over both eyes, for a sequence of T consecutive frames of one face.
+
+    openness: {"right", "left"}: (T,) calibrated openness (`eye_openness`); yaw: (T,) degrees
+    (`head_angles`); fps: the frames' rate (a wink must last parts.WINK_MIN_S). A wink (one eye below
+    WINK_SHUT, the other above WINK_OPEN and WINK_GAP more open, long enough; held while the gap stays
+    above WINK_GAP_HOLD) draws the shut eye shut and the other at least WINK_OPEN; every other frame gives both eyes their mean, so a half-hearted
+    one-eye squint, a foreshortened far eye or a jittery mesh never shows as a wink. Past FAR_EYE_YAW the
+    far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. A single frame (a
+    photo) needs no duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
+    """
+    right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
+    # Turned toward the image's right (positive yaw) hides the subject's left eye, and the other way round.
+    right = torch.where(yaw < -parts.FAR_EYE_YAW, left, right)
+    left = torch.where(yaw > parts.FAR_EYE_YAW, right, left)
+    min_frames = 1 if len(right) == 1 else max(1, int(round(parts.WINK_MIN_S * fps)))
+    mean = (right + left) / 2
+    out_r, out_l = mean.clone(), mean.clone()
+    winking = torch.zeros(len(right), dtype=torch.bool)
+    for shut, other, out_shut, out_other in ((right, left, out_r, out_l), (left, right, out_l, out_r)):
+        clear = (shut < parts.WINK_SHUT) & (other > parts.WINK_OPEN) & (other - shut > parts.WINK_GAP)
+        # Once clear, a wink lasts while the eye stays shut and the other clearly more open (the winking
+        # side's cheek narrows the open eye too).
+        held = (shut < parts.WINK_SHUT) & (other - shut > parts.WINK_GAP_HOLD)
+        for a, b in _runs(held | clear):
+            for c, d in _runs(clear[a:b]):
+                if d - c >= min_frames:
+                    out_shut[a:b] = 0.0
+                    out_other[a:b] = other[a:b].clamp_min(parts.WINK_OPEN)
+                    winking[a:b] = True
+                    break
+    if hold and len(out_r) > 1:
+        out_r, out_l = _dead_band(out_r, parts.EYE_DEAD_BAND), _dead_band(out_l, parts.EYE_DEAD_BAND)
+    return {"right": out_r, "left": out_l, "wink": winking}
+
+
+def gaze(measures: dict[str, torch.Tensor], calibration: Calibration, hold: bool = True) -> torch.Tensor:
+    """(T, 2, 2) gaze of each eye (0: the subject's right, 1: left) as (x, y) in [-1, 1]: x positive toward
+    the image's right, y downward; the iris centre's offset from the subject's straight-ahead over
+    parts.GAZE_SCALE. Zero without irises. hold: apply parts.GAZE_DEAD_BAND over time."""
+    n = len(measures["lip_gap"])
+    if "iris_right" not in measures:
+        return torch.zeros((n, 2, 2))
+    centre = calibration.gaze_centre or {"right": (0.0, 0.0), "left": (0.0, 0.0)}
+    out = torch.stack([(measures[f"iris_{side}"].float().cpu() - torch.tensor(centre[side])) / parts.GAZE_SCALE
+                       for side in ("right", "left")], 1).clamp(-1.0, 1.0)
+    # Both eyes look the same way: each is drawn with their mean (one eye's iris can be half hidden).
+    out = out.mean(1, keepdim=True).expand(n, 2, 2).contiguous()
+    return _dead_band(out, parts.GAZE_DEAD_BAND) if hold and n > 1 else out
+
+
+def eye_sequence(mesh: torch.Tensor, calibration: Calibration, fps: float) -> dict[str, torch.Tensor]:
+    """The drawn openness of both eyes over T consecutive frames of one face ((T, >=468, 3) mesh)."""
+    meas = measure(mesh)
+    openness = {side: eye_openness(meas, calibration, side) for side in ("right", "left")}
+    yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(len(mesh))
+    return paired_eyes(openness, yaw, fps)
 
 
 def _calibrated_brow(local: torch.Tensor, side: str, calibration: Calibration) -> torch.Tensor:
@@ -209,7 +351,7 @@ def calibrated_mesh(mesh: torch.Tensor, calibration: Calibration) -> torch.Tenso
     out = mesh.clone().float()
     xy = out[..., :2]
     frames = local_frames(xy)
-    meas = measure(xy)
+    meas = measure(mesh)
     for side, (_, _, contour, _) in _SIDES.items():
         frame = frames[f"eye_{side}"]
         target = eye_openness(meas, calibration, side) * calibration.eye_open[side]
@@ -229,26 +371,33 @@ def _window_pixels(local: torch.Tensor, slot: str) -> torch.Tensor:
     return (local - origin) * (parts.WINDOW_SIZE / (2 * frame.half))
 
 
-def part_windows(mesh: torch.Tensor, calibration: Calibration) -> dict[str, torch.Tensor]:
+def part_windows(mesh: torch.Tensor, calibration: Calibration,
+                 eyes: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Calibrated label windows of every slot.
 
-    mesh: (F, 468, >=2) points in frame pixels. Returns {slot: (F, C, WINDOW_SIZE, WINDOW_SIZE) float32
+    mesh: (F, 468, >=2) points in frame pixels; eyes: {"right", "left"}: (F,) the openness to draw each
+    eye at (`eye_sequence`), else each frame's own. Returns {slot: (F, C, WINDOW_SIZE, WINDOW_SIZE) float32
     in [0, 1]}, channels as parts.SLOT_CHANNELS[slot], anti-aliased and blurred by one pixel.
     """
-    xy = mesh[..., :2].float()
+    xy = frontalize(mesh)[..., :2].float()
     frames = local_frames(xy)
-    meas = measure(xy)
+    meas = measure(mesh)
     local = {slot: frames[slot].to_local(xy) for slot in parts.SLOTS}   # (F, 468, 2) per slot
+    seen_xy = mesh[..., :2].float()
+    seen = local_frames(seen_xy)
+    for slot in ("brow_right", "brow_left", "mouth"):                    # brows and mouth as seen (see measure)
+        local[slot] = seen[slot].to_local(seen_xy)
 
     for side in ("right", "left"):
         eye = local[f"eye_{side}"]
-        target = (eye_openness(meas, calibration, side) * parts.OPEN_EYE_HEIGHT).clamp_min(parts.CLOSED_EYE_HEIGHT)
+        openness = eyes[side].to(eye.device) if eyes is not None else eye_openness(meas, calibration, side)
+        target = (openness * parts.OPEN_EYE_HEIGHT).clamp_min(parts.CLOSED_EYE_HEIGHT)
         k = target / meas[f"eye_{side}"].clamp_min(1e-3)
         local[f"eye_{side}"] = torch.stack([eye[..., 0], eye[..., 1] * k[:, None]], -1)
         local[f"brow_{side}"] = _calibrated_brow(local[f"brow_{side}"], side, calibration)
 
     mouth = local["mouth"].clone()
-    units_per_iod = inter_ocular(xy) * frames["mouth"].scale
+    units_per_iod = inter_ocular(seen_xy) * seen["mouth"].scale
     gap_units = mouth[:, parts.INNER_LIP_MID[1], 1] - mouth[:, parts.INNER_LIP_MID[0], 1]
     close = torch.minimum(calibration.rest_gap * units_per_iod, gap_units.clamp_min(0.0)) / 2
     mouth[:, list(_UPPER_INNER), 1] += close[:, None]

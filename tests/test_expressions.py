@@ -1,0 +1,196 @@
+"""Expressions as people see them: blinks and winks decided over both eyes, head pose taken out of the
+measures, gaze, and the timeline scored against the hand-labelled frames of
+../shared/media/labels/hand_expressions.json (issue 10)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import MEDIA, labels, needs_media
+from vidmoji import parts
+from vidmoji.evaluate import frame_states, hand_agreement, phantom_wink_share
+from vidmoji.face.windows import frontalize, head_angles, paired_eyes
+
+HAND_CLIPS = ("liveportrait__d0", "liveportrait__d14", "liveportrait__d19", "liveportrait__d3", "liveportrait__s32")
+
+
+# --- the eye-pair decision on its own ----------------------------------------------------------------------
+def _pair(right, left, yaw=0.0, fps=30.0):
+    t = len(right)
+    out = paired_eyes({"right": torch.tensor(right, dtype=torch.float32),
+                       "left": torch.tensor(left, dtype=torch.float32)},
+                      torch.full((t,), float(yaw)), fps)
+    return out["right"].numpy(), out["left"].numpy(), out["wink"].numpy()
+
+
+def test_a_brief_one_eye_dip_moves_both_eyes_together():
+    right = [1.0] * 10
+    left = [1.0] * 4 + [0.3, 0.3] + [1.0] * 4          # two frames: too short for a wink
+    r, l, wink = _pair(right, left)
+    assert not wink.any()
+    np.testing.assert_allclose(r, l)
+
+
+def test_a_clear_wink_shows_and_a_three_frame_blink_is_kept():
+    right = [1.0] * 3 + [0.0] * 8 + [1.0] * 3 + [0.05] * 3 + [1.0] * 3
+    left = [1.0] * 3 + [0.95] * 8 + [1.0] * 3 + [0.05] * 3 + [1.0] * 3
+    r, l, wink = _pair(right, left)
+    assert wink[3:11].all() and not wink[11:].any()
+    assert (r[3:11] == 0).all() and (l[3:11] >= parts.WINK_OPEN).all()
+    assert (r[14:17] < 0.2).all() and (l[14:17] < 0.2).all(), "the blink of three frames was dropped"
+
+
+def test_past_the_yaw_limit_the_far_eye_follows_the_near_one():
+    right = [0.2] * 10                                  # foreshortened far eye
+    left = [1.0] * 10
+    r, l, wink = _pair(right, left, yaw=-(parts.FAR_EYE_YAW + 5))
+    assert not wink.any() and (r > 0.9).all() and (l > 0.9).all()
+
+
+def test_small_wander_is_held_but_a_blink_is_not():
+    wander = [1.0, 1.08, 0.95, 1.05, 0.93, 1.02]
+    r, l, _ = _pair(wander, wander)
+    assert np.ptp(r) == 0.0, "a still eye's wander changed the drawn eye"
+    r, _, _ = _pair(wander + [0.1, 0.1, 0.1], wander + [0.1, 0.1, 0.1])
+    assert (r[-3:] < 0.2).all()
+
+
+# --- head pose ---------------------------------------------------------------------------------------------
+@needs_media
+def test_frontalize_removes_yaw_and_keeps_distances(face_tracks):
+    track = face_tracks("liveportrait__d3")
+    mesh = torch.from_numpy(track.mesh[track.has_face])
+    before = head_angles(mesh)["yaw"]
+    assert before.abs().max() > 10, "d3 turns its head: the test needs a turned face"
+    front = frontalize(mesh)
+    after = head_angles(front)["yaw"]
+    assert after.abs().max() < 1.0
+    d = lambda m: (m[:, 33] - m[:, 263]).norm(dim=-1)  # noqa: E731 - eye corner to eye corner, in 3-D
+    torch.testing.assert_close(d(front), d(mesh[..., :3].float()), rtol=1e-4, atol=1e-3)
+
+
+# --- against the labels -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def choices(face_tracks):
+    """(track, PartChoices, indexes) of each hand-labelled clip, flat style, ae embedder."""
+    from vidmoji.avatar.index import load_indexes
+    from vidmoji.avatar.templates import load_style
+    from vidmoji.embed.registry import load_embedder
+    from vidmoji.pipeline import choose_parts
+    cpu = torch.device("cpu")
+    embedder = load_embedder("ae", cpu)
+    indexes = load_indexes(load_style("flat"), embedder, cpu, log=lambda m: None)
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            track = face_tracks(name)
+            cache[name] = (track, choose_parts(track, embedder, indexes, "viterbi", cpu), indexes)
+        return cache[name]
+    return get
+
+
+def _states(track, choices, indexes) -> list[dict | None]:
+    out = []
+    for i in range(len(track.pts)):
+        if choices.rows["mouth"][i] < 0:
+            out.append(None)
+            continue
+        tags = {s: indexes[s].tags[int(choices.rows[s][i])] for s in parts.SLOTS}
+        out.append(frame_states(tags, {"eye_right": choices.gaze[i, 0], "eye_left": choices.gaze[i, 1]}))
+    return out
+
+
+@needs_media
+def test_hand_labelled_frames(choices):
+    """Balanced agreement with the 100 hand-labelled frames (unsure keys left out). The issue's goal is
+    0.95 for eyes and mouth, 0.85 for gaze and smile, 0.8 for brows; these floors are what is measured
+    today (see docs/agreement.md), so a regression fails."""
+    hand = json.loads((MEDIA / "labels" / "hand_expressions.json").read_text())["frames"]
+    predicted = {}
+    for name in HAND_CLIPS:
+        for i, s in enumerate(_states(*choices(name))):
+            if s is not None:
+                predicted[(name, i)] = s
+    got = hand_agreement(hand, predicted)
+    floors = {"eye_left": 0.88, "eye_right": 0.88, "mouth": 0.9, "gaze_h": 0.85, "smile": 0.75, "brows": 0.72}
+    low = {k: round(a.balanced, 3) for k, a in got.items() if not a.balanced >= floors[k]}
+    assert not low, f"below the floor: {low} (floors {floors})"
+
+
+@needs_media
+@pytest.mark.parametrize("name", ("liveportrait__d0", "liveportrait__d14", "liveportrait__d18",
+                                  "liveportrait__d19", "liveportrait__s32"))
+def test_no_phantom_winks(choices, name):
+    track, ch, idx = choices(name)
+    states = _states(track, ch, idx)
+    eyes = {s: [f[s] if f else None for f in states] for s in ("eye_left", "eye_right")}
+    share = phantom_wink_share(labels(name), eyes)
+    assert share < 0.005, f"{name}: one eye shut and the other open on {share:.1%} of no-wink frames"
+
+
+@needs_media
+@pytest.mark.parametrize("name,shut,frames", [
+    ("liveportrait__d3", "eye_left", range(5, 18)),
+    ("liveportrait__d3", "eye_right", range(29, 48)),
+])
+def test_real_winks_show(choices, name, shut, frames):
+    track, ch, idx = choices(name)
+    states = _states(track, ch, idx)
+    other = "eye_right" if shut == "eye_left" else "eye_left"
+    shown = sum(states[i][shut] == "closed" and states[i][other] == "open" for i in frames)
+    assert shown >= 0.7 * len(frames), f"{name}: the wink shows on {shown} of {len(frames)} frames"
+
+
+@needs_media
+def test_d19_squint_winks_show(choices):
+    """d19's one-eye squints, labelled winks by the tracker: at least three of its four show."""
+    from vidmoji.evaluate import winks_shown
+    track, ch, idx = choices("liveportrait__d19")
+    states = _states(track, ch, idx)
+    shown, total = winks_shown(labels("liveportrait__d19"), {s: [f[s] if f else None for f in states]
+                                                             for s in ("eye_left", "eye_right")})
+    assert total == 4 and shown >= 3
+
+
+@needs_media
+def test_gaze_reads_the_hand_labelled_looks(choices):
+    """Looks to the image's left read below -0.25, to its right above 0.25, ahead within them (d0 looks
+    both ways), and both coordinates stay in [-1, 1]."""
+    hand = json.loads((MEDIA / "labels" / "hand_expressions.json").read_text())["frames"]
+    track, ch, _ = choices("liveportrait__d0")
+    assert np.nanmax(np.abs(ch.gaze)) <= 1.0
+    x = ch.gaze[:, :, 0].mean(1)
+    for f in (f for f in hand if f["clip"] == "liveportrait__d0"):
+        want = {"image_left": x[f["frame"]] < -0.25, "image_right": x[f["frame"]] > 0.25,
+                "centre": abs(x[f["frame"]]) <= 0.25}.get(f["gaze_h"], True)
+        assert want, f"frame {f['frame']}: labelled {f['gaze_h']}, gaze x {x[f['frame']]:.2f}"
+
+
+@pytest.mark.parametrize("style_name", ("flat", "line", "cute"))
+def test_pupils_follow_the_gaze_inside_the_eye(style_name):
+    """The drawn pupil layer moves with the gaze (toward the image's right for positive x, down for
+    positive y) and stays clipped to the eye: nothing is drawn outside the straight-ahead eye's box."""
+    from vidmoji.avatar.compose import AvatarComposer
+    from vidmoji.avatar.templates import load_style
+    style = load_style(style_name)
+    composer = AvatarComposer(style, "medium", 256)
+    choice = tuple(next(p.id for p in style.parts_in(s) if s not in ("eye_right", "eye_left") or
+                        p.id.endswith(".open")) for s in parts.SLOTS)
+    ahead = composer.avatar(choice, (0.0, 0.0)).astype(int)
+    moved = {}
+    for g in ((-0.6, 0.0), (0.6, 0.0), (0.0, 0.6)):
+        img = composer.avatar(choice, g).astype(int)
+        diff = np.abs(img - ahead).sum(-1) > 30
+        assert diff.any(), f"{style_name}: the pupils did not move for gaze {g}"
+        ys, xs = np.nonzero(diff)
+        moved[g] = (xs.mean(), ys.mean())
+        alpha_ahead = ahead[..., 3] > 0
+        assert alpha_ahead[diff].all(), "the pupil layer left the avatar"
+    # The changed pixels' centroid: the pupils' new place and the old one's ghost; a look right puts more
+    # change on the right of each eye than a look left does.
+    assert moved[(0.6, 0.0)][0] > moved[(-0.6, 0.0)][0]
