@@ -128,6 +128,9 @@ def index(
 ) -> None:
     """Render a style's SVG parts, embed them and build its FAISS indexes.
 
+    In a source checkout the shipped styles' indexes are written to its indexes/; otherwise (an installed
+    vidmoji, or your own --templates) to your cache folder (~/.cache/vidmoji), or to $VIDMOJI_INDEXES.
+
     Example: vidmoji index --style flat --embedder ae
     """
     from vidmoji.pipeline import build_style_indexes

@@ -1,9 +1,15 @@
 """FAISS indexes of a style's parts: per embedder and slot, inner product on L2-normalised vectors
 (= cosine similarity), plus a small colour index of the style's skin palette.
 
-On disk, `indexes/<style>/<embedder>/`: `<slot>.faiss` and `meta.json` (part ids, files, tags, dimension,
+On disk, `<root>/<style>/<embedder>/`: `<slot>.faiss` and `meta.json` (part ids, files, tags, dimension,
 the raw vectors' file, and a fingerprint of the templates, the window definitions and the embedder's
 weights). A stale index (fingerprint differs) is rebuilt by `load_indexes`; a corrupt one is refused.
+
+Where (see `index_locations`): the shipped styles' indexes come with vidmoji (the checkout's indexes/, or the
+installed package's copy). An index that has to be built on the user's machine (the user's own `--templates`
+style, a stale shipped index in an installed or read-only copy) goes to the user's cache folder, never into
+site-packages; in a source checkout the shipped styles' indexes are rebuilt in place, in indexes/.
+VIDMOJI_INDEXES names one folder to use instead of all of these.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +25,12 @@ import faiss
 import numpy as np
 import torch
 
-import vidmoji
-from vidmoji import parts
+from vidmoji import parts, resources
 from vidmoji.avatar.templates import Part, Style, render_label_window, render_rgba
 from vidmoji.embed.base import Embedder, embed_slot
 from vidmoji.errors import VidmojiError
 from vidmoji.video import write_bytes_atomic
 
-# The repository's indexes/ folder; VIDMOJI_INDEXES points elsewhere (a read-only install, a test).
-INDEXES_ROOT = Path(os.environ.get("VIDMOJI_INDEXES", Path(vidmoji.__file__).resolve().parent.parent / "indexes"))
 FORMAT_VERSION = 1
 
 
@@ -97,9 +99,47 @@ def _flat_index(vectors: np.ndarray) -> faiss.Index:
     return index
 
 
+def _is_shipped(style: Style) -> bool:
+    """True for a style of the shipped templates folder (not one of the user's `--templates`)."""
+    return Path(style.root).resolve().parent == resources.templates_root().resolve()
+
+
+def index_locations(style: Style, embedder_name: str) -> tuple[tuple[Path, ...], Path]:
+    """(the folders the style's index for one embedder is read from, in order; the folder it is built into).
+
+    VIDMOJI_INDEXES: that folder only. A shipped style: its shipped index, rebuilt in place in a writable
+    source checkout, else into the user's cache folder (read after the shipped one). The user's own style:
+    the cache folder, under the style's name and a hash of its folder (two styles of one name don't clash).
+    """
+    override = resources.indexes_override()
+    if override is not None:
+        d = override / style.name / embedder_name
+        return (d,), d
+    cache = resources.cache_indexes_root()
+    if not _is_shipped(style):
+        key = hashlib.sha256(str(Path(style.root).resolve()).encode()).hexdigest()[:10]
+        d = cache / f"{style.name}-{key}" / embedder_name
+        return (d,), d
+    shipped_root = resources.shipped_indexes_root()
+    shipped = shipped_root / style.name / embedder_name
+    if resources.checkout_root() is not None and resources.is_writable_dir(shipped_root):
+        return (shipped,), shipped
+    built = cache / style.name / embedder_name
+    return (shipped, built), built
+
+
 def index_dir(style: Style, embedder_name: str, root: Path | None = None) -> Path:
-    """Where a style's index for one embedder lives."""
-    return Path(root or INDEXES_ROOT) / style.name / embedder_name
+    """Where a style's index for one embedder is built: `root/<style>/<embedder>` when root is given, else
+    where `index_locations` says."""
+    if root is not None:
+        return Path(root) / style.name / embedder_name
+    return index_locations(style, embedder_name)[1]
+
+
+def _read_dirs(style: Style, embedder_name: str, root: Path | None) -> tuple[Path, ...]:
+    if root is not None:
+        return (Path(root) / style.name / embedder_name,)
+    return index_locations(style, embedder_name)[0]
 
 
 def build_indexes(style: Style, embedder: Embedder, device: torch.device,
@@ -135,19 +175,33 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def index_is_current(style: Style, embedder: Embedder, root: Path | None = None) -> bool:
-    """True when the stored index exists and was built from these templates and weights."""
-    meta_path = index_dir(style, embedder.name, root) / "meta.json"
+def _is_current(d: Path, fingerprint: str) -> bool:
     try:
-        meta = json.loads(meta_path.read_text())
-        return meta.get("format") == FORMAT_VERSION and meta.get("fingerprint") == _fingerprint(style, embedder)
+        meta = json.loads((d / "meta.json").read_text())
+        return meta.get("format") == FORMAT_VERSION and meta.get("fingerprint") == fingerprint
     except (OSError, ValueError):
         return False
 
 
+def current_index_dir(style: Style, embedder: Embedder, root: Path | None = None) -> Path | None:
+    """The first stored index of the style built from these templates and weights, or None."""
+    fingerprint = _fingerprint(style, embedder)
+    return next((d for d in _read_dirs(style, embedder.name, root) if _is_current(d, fingerprint)), None)
+
+
+def index_is_current(style: Style, embedder: Embedder, root: Path | None = None) -> bool:
+    """True when a stored index exists and was built from these templates and weights."""
+    return current_index_dir(style, embedder, root) is not None
+
+
 def read_indexes(style: Style, embedder_name: str, root: Path | None = None) -> dict[str, PartIndex]:
-    """Read a stored index set; anything unreadable or inconsistent raises IndexError_."""
-    d = index_dir(style, embedder_name, root)
+    """Read a stored index set (without root: the first of `index_locations` that has one); anything
+    unreadable or inconsistent raises IndexError_."""
+    dirs = _read_dirs(style, embedder_name, root)
+    return _read_dir(style, embedder_name, next((d for d in dirs if (d / "meta.json").exists()), dirs[-1]))
+
+
+def _read_dir(style: Style, embedder_name: str, d: Path) -> dict[str, PartIndex]:
     try:
         meta = json.loads((d / "meta.json").read_text())
         out = {}
@@ -170,10 +224,13 @@ def read_indexes(style: Style, embedder_name: str, root: Path | None = None) -> 
 def load_indexes(style: Style, embedder: Embedder, device: torch.device, root: Path | None = None,
                  log=print) -> dict[str, PartIndex]:
     """The style's indexes for the embedder, rebuilt first (with a message) when missing or stale."""
-    if not index_is_current(style, embedder, root):
-        log(f"index of style {style.name!r} for embedder {embedder.name!r} is missing or stale: rebuilding")
-        build_indexes(style, embedder, device, root)
-    return read_indexes(style, embedder.name, root)
+    current = current_index_dir(style, embedder, root)
+    if current is None:
+        out = index_dir(style, embedder.name, root)
+        log(f"index of style {style.name!r} for embedder {embedder.name!r} is missing or stale: "
+            f"rebuilding it in {out}")
+        current = build_indexes(style, embedder, device, root)
+    return _read_dir(style, embedder.name, current)
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:

@@ -29,11 +29,10 @@ import cairosvg
 import cv2
 import numpy as np
 
-import vidmoji
-from vidmoji import parts
+from vidmoji import parts, resources
 from vidmoji.errors import VidmojiError
 
-TEMPLATES_ROOT = Path(vidmoji.__file__).resolve().parent.parent / "templates"
+TEMPLATES_ROOT = resources.templates_root()  # the shipped styles (checkout's templates/, or the package's)
 SVG_NS = "http://www.w3.org/2000/svg"
 LABEL_LINE_WIDTH = parts.CLOSED_EYE_HEIGHT  # units: every line-class element's width (a shut eye's lid)
 LABEL_SUPERSAMPLE = parts.WINDOW_SUPERSAMPLE
@@ -125,7 +124,7 @@ class Style:
 
 
 def list_styles(templates_dir: Path | str | None = None) -> list[str]:
-    """Names of the styles under templates_dir (default: the repository's templates/), sorted."""
+    """Names of the styles under templates_dir (default: the shipped styles), sorted."""
     root = Path(templates_dir) if templates_dir is not None else TEMPLATES_ROOT
     if not root.is_dir():
         return []
