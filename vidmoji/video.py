@@ -655,6 +655,7 @@ class VideoWriter:
         self._audio_copy = True
         self._audio_skipped = 0
         self._audio_error: str | None = None
+        self._audio_next: int | None = None  # the next re-encoded audio frame's timestamp (samples)
         self._audio_last_s: float | None = None
         if source is None:
             return
@@ -716,7 +717,7 @@ class VideoWriter:
                     self._container.mux(packet)
                 else:
                     for frame in packet.decode():
-                        self._container.mux(self._audio_out.encode(frame))
+                        self._container.mux(self._audio_out.encode(self._retime(frame)))
             except Exception as exc:  # a damaged packet
                 if packet.size:
                     self._audio_skipped += 1
@@ -724,6 +725,19 @@ class VideoWriter:
                 continue
             if t is not None:
                 self._audio_last_s = t
+
+    def _retime(self, frame: av.AudioFrame) -> av.AudioFrame:
+        """Give a decoded audio frame contiguous timestamps in samples, from the first frame's time on.
+        The decoder's own can be out of order or in the packet time base of the input (AVI counts
+        packets), which the encoder refuses."""
+        rate = frame.sample_rate
+        if self._audio_next is None:
+            t = frame.time
+            self._audio_next = max(0, round(t * rate)) if t is not None and np.isfinite(t) else 0
+        frame.pts = self._audio_next
+        frame.time_base = Fraction(1, rate)
+        self._audio_next += frame.samples
+        return frame
 
     def _finish_audio(self) -> None:
         if not self._audio_copy:
