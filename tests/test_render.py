@@ -105,7 +105,8 @@ def test_no_face_clip_is_an_error_and_writes_nothing(tmp_path):
     src = MEDIA / "video" / "dlib__MOT20-05-raw_even_shorter.mp4"
     out = tmp_path / "crowd.mp4"
     r = _cli("render", str(src), "-o", str(out), "--device", "cpu")
-    assert _one_line_error(r) == f"error: no face found in {src}"
+    # The detector sees a face-like pattern in one of its 127 frames: too few to be a face to follow.
+    assert _one_line_error(r).startswith(f"error: no face found in {src}")
     assert r.returncode == 1 and not list(tmp_path.iterdir())
 
 

@@ -48,6 +48,8 @@ TOP_K = 5
 # A frame without a face holds the last avatar for this long, then fades out over _FADE_S.
 _HOLD_S = 1.0
 _FADE_S = 0.5
+# A clip needs a face in at least this many frames (or in all of a shorter one) to be rendered.
+_MIN_FACE_FRAMES = 3
 
 
 class NoFaceError(VidmojiError):
@@ -55,9 +57,14 @@ class NoFaceError(VidmojiError):
 
 
 def _require_a_face(track: "FaceTrack", source: Path) -> None:
-    """An input without a face anywhere has nothing to show: it is an error, and nothing is written."""
-    if not track.has_face.any():
-        raise NoFaceError(f"no face found in {source}")
+    """An input without a face has nothing to show: it is an error, and nothing is written. A clip counts as
+    without a face when one is found in fewer than _MIN_FACE_FRAMES frames (all of a shorter clip's): a
+    detection in one or two frames of a long clip is a false one (a crowd at night, a pattern), and an
+    avatar flashing up for a frame shows nothing anyway."""
+    found, total = int(track.has_face.sum()), len(track.has_face)
+    if found < min(_MIN_FACE_FRAMES, total) or found == 0:
+        detail = f" (a face-like detection in only {found} of {total} frames)" if found else ""
+        raise NoFaceError(f"no face found in {source}{detail}")
 
 
 # --- pass 1: faces ----------------------------------------------------------------------------------------
