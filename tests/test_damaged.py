@@ -213,9 +213,10 @@ def test_stale_temporary_is_removed_before_writing(tmp_path):
 def test_killed_render_leaves_a_temporary_that_the_next_run_removes(tmp_path):
     out = tmp_path / "avatar.mp4"
     temp = tmp_path / ".avatar.part.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "vidmoji", "render", str(clip("liveportrait__d18")), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "vidmoji", "render", str(clip("liveportrait__d0")), "-o", str(out),
                              "--layout", "side-by-side", "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(_env(), OMP_NUM_THREADS="1"))
     try:
         deadline = time.monotonic() + 300
         while not temp.exists() and proc.poll() is None and time.monotonic() < deadline:
