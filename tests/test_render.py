@@ -101,15 +101,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vidmoji", *args], capture_output=True, text=True, timeout=600)
 
 
-def test_no_face_clip_gives_a_valid_video(tmp_path):
+def test_no_face_clip_is_an_error_and_writes_nothing(tmp_path):
+    src = MEDIA / "video" / "dlib__MOT20-05-raw_even_shorter.mp4"
     out = tmp_path / "crowd.mp4"
-    r = _cli("render", str(MEDIA / "video" / "dlib__MOT20-05-raw_even_shorter.mp4"), "-o", str(out),
-             "--device", "cpu")
-    assert r.returncode == 0, r.stderr
-    assert "Traceback" not in r.stderr
-    pts, _ = _stream_times(out)
-    src, _ = _stream_times(MEDIA / "video" / "dlib__MOT20-05-raw_even_shorter.mp4")
-    assert len(pts) == len(src)
+    r = _cli("render", str(src), "-o", str(out), "--device", "cpu")
+    # The detector sees a face-like pattern in one of its 127 frames: too few to be a face to follow.
+    assert _one_line_error(r).startswith(f"error: no face found in {src}")
+    assert r.returncode == 1 and not list(tmp_path.iterdir())
 
 
 def test_scene_cuts_give_a_valid_video(tmp_path):

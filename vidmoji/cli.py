@@ -3,13 +3,17 @@ the commands, so `vidmoji --help` and `--version` answer at once."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.exceptions import TyperException
 
 from vidmoji import __version__
 
@@ -45,17 +49,56 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Print vidmoji's warnings (damaged frames or audio left out) as `warning: ...` lines, each once."""
+    from vidmoji.errors import VidmojiWarning
+    from vidmoji.progress import log
+    seen: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", VidmojiWarning)
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, VidmojiWarning):
+                return original(message, category, filename, lineno, file, line)
+            text = _one_line(message)
+            if text not in seen:  # the second pass over a clip meets the same damage again
+                seen.add(text)
+                log(f"warning: {text}")
+
+        warnings.showwarning = show
+        yield
+
+
 def friendly_errors(func):
-    """Report the user's errors as one line and a non-zero exit, never a traceback."""
+    """Report the user's errors as one line and a non-zero exit, never a traceback.
+
+    Anything else that escapes (a bug, or an input case nobody foresaw) is still one `error:` line;
+    VIDMOJI_DEBUG=1 lets it through with its traceback instead.
+    """
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from vidmoji.errors import VidmojiError
-        try:
-            return func(*args, **kwargs)
-        except VidmojiError as exc:
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        except KeyboardInterrupt:
-            _fail("interrupted; no partial output was left behind", 130)
+        with _warnings_as_lines():
+            try:
+                return func(*args, **kwargs)
+            except VidmojiError as exc:
+                _fail(_one_line(str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__)
+            except KeyboardInterrupt:
+                _fail("interrupted; no partial output was left behind", 130)
+            except (typer.Exit, typer.Abort, TyperException):  # the CLI's own exits and usage errors
+                raise
+            except Exception as exc:
+                if os.environ.get("VIDMOJI_DEBUG", "") not in ("", "0"):
+                    raise
+                what = "out of memory" if isinstance(exc, MemoryError) else \
+                    f"unexpected {type(exc).__name__}: {_one_line(exc) or 'no message'}"
+                _fail(f"{what} (a bug in vidmoji; VIDMOJI_DEBUG=1 shows the traceback)")
     return wrapper
 
 

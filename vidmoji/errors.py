@@ -3,3 +3,7 @@
 
 class VidmojiError(Exception):
     """A failure caused by the user's input or environment, reported without a traceback."""
+
+
+class VidmojiWarning(UserWarning):
+    """Something in the input was damaged and left out (frames, audio); the CLI prints it as one line."""

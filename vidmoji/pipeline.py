@@ -41,7 +41,7 @@ from vidmoji.face.windows import gaze as gaze_of
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
 from vidmoji.smooth import DEFAULT_FILL_MARGIN, count_switches, make_smoother
-from vidmoji.video import (IMAGE_SUFFIXES, FrameReader, MediaError, VideoWriter, check_writable, probe,
+from vidmoji.video import (IMAGE_SUFFIXES, FrameBatch, FrameReader, VideoWriter, check_writable, probe,
                            write_bytes_atomic, write_image_atomic, write_text_atomic)
 
 BATCH = 32
@@ -49,10 +49,23 @@ TOP_K = 5
 # A frame without a face holds the last avatar for this long, then fades out over _FADE_S.
 _HOLD_S = 1.0
 _FADE_S = 0.5
+# A clip needs a face in at least this many frames (or in all of a shorter one) to be rendered.
+_MIN_FACE_FRAMES = 3
 
 
 class NoFaceError(VidmojiError):
     """No face was found anywhere in the input."""
+
+
+def _require_a_face(track: "FaceTrack", source: Path) -> None:
+    """An input without a face has nothing to show: it is an error, and nothing is written. A clip counts as
+    without a face when one is found in fewer than _MIN_FACE_FRAMES frames (all of a shorter clip's): a
+    detection in one or two frames of a long clip is a false one (a crowd at night, a pattern), and an
+    avatar flashing up for a frame shows nothing anyway."""
+    found, total = int(track.has_face.sum()), len(track.has_face)
+    if found < min(_MIN_FACE_FRAMES, total) or found == 0:
+        detail = f" (a face-like detection in only {found} of {total} frames)" if found else ""
+        raise NoFaceError(f"no face found in {source}{detail}")
 
 
 # --- pass 1: faces ----------------------------------------------------------------------------------------
@@ -399,10 +412,7 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
         track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress,
                             max_faces=8 if overlay else 4, small_faces="all" if overlay else "fallback")
     stages["faces"] = time.perf_counter() - start - sum(stages.values())
-    if not track.has_face.any() and info.is_image:
-        raise NoFaceError(f"no face found in {source}")
-    if not track.has_face.any():
-        log(f"no face found in {source}: the video shows the empty background")
+    _require_a_face(track, source)
 
     choices = choose_parts(track, embedder, indexes, options.smooth, device)
     skin = _skin_name(track, style) if options.skin == "auto" else options.skin
@@ -497,15 +507,29 @@ def _frames_again(source: Path, count: int, decode: bool) -> Iterator[tuple[int,
     if not decode:
         yield from ((i, None) for i in range(count))
         return
-    seen = 0
+    seen, last = 0, None
     with FrameReader(source, batch_size=BATCH) as reader:
         for batch in reader:
             for j, frame in enumerate(batch.frames):
                 if batch.index + j < count:
                     yield batch.index + j, frame
             seen = batch.index + len(batch.frames)
-    if seen < count:
-        raise MediaError(f"{source}: the second decode gave {seen} frames, the first {count}")
+            last = batch.frames[-1]
+    # A damaged file may decode a few frames fewer the second time (frame-threaded error concealment):
+    # the last decoded frame stands in for them.
+    for i in range(seen, count):
+        yield i, last
+
+
+def _batches_again(source: Path, count: int) -> Iterator[FrameBatch]:
+    """The frames of pass 1 decoded again, in batches, never more than its `count` (a damaged file may
+    decode a frame more or fewer the second time)."""
+    with FrameReader(source, batch_size=BATCH) as reader:
+        for batch in reader:
+            n = min(len(batch.pts_s), count - batch.index)
+            if n <= 0:
+                return
+            yield batch if n == len(batch.pts_s) else FrameBatch(batch.frames[:n], batch.pts_s[:n], batch.index)
 
 
 def timeline(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartIndex], style: Style,
@@ -606,6 +630,7 @@ def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResul
         parser = BiSeNetParser(options.parser_weights, device)
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
         track = track_faces(source, device, progress=progress, max_faces=8, small_faces="all")
+    _require_a_face(track, source)
     main = np.full_like(track.mesh, np.nan)
     if track.has_face.any():
         main[track.has_face] = calibrated_mesh(torch.from_numpy(track.mesh[track.has_face]),
@@ -614,9 +639,8 @@ def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResul
     writer = VideoWriter(output, info.width, info.height, info.fps or 25.0, info.time_base,
                          audio_from=source) if to_video else None
     try:
-        with FrameReader(source, batch_size=BATCH) as reader, \
-                Progress("parse", len(track.pts), enabled=options.show_progress) as progress:
-            for batch in reader:
+        with Progress("parse", len(track.pts), enabled=options.show_progress) as progress:
+            for batch in _batches_again(source, len(track.pts)):
                 frames = torch.from_numpy(batch.frames).to(device)
                 idx = range(batch.index, batch.index + len(batch.pts_s))
                 faces = [([main[i]] if track.has_face[i] else []) + track.others[i] for i in idx]
@@ -753,6 +777,7 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
 
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
         track = track_faces(source, device, rgb[0] if rgb else None, progress)
+    _require_a_face(track, source)
     choices = {name: choose_parts(track, e, indexes[name], "viterbi", device) for name, e in embedders.items()}
     first = next(iter(choices.values()))
     composer = AvatarComposer(style, _skin_name(track, style), 256)
@@ -769,9 +794,9 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
                              title=source.name)
     written = [output]
     with VideoWriter(output, options.width, options.height, info.fps or 25.0, info.time_base,
-                     audio_from=source) as writer, FrameReader(source, batch_size=BATCH) as reader, \
+                     audio_from=source) as writer, \
             Progress("plot", len(track.pts), enabled=options.show_progress) as progress:
-        for batch in reader:
+        for batch in _batches_again(source, len(track.pts)):
             idx = np.arange(batch.index, batch.index + len(batch.pts_s))
             with_face = [j for j, i in enumerate(idx) if track.has_face[i]]
             crops = {}

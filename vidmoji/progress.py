@@ -13,7 +13,7 @@ _console = Console(stderr=True)
 
 def log(message: str) -> None:
     """One line of information on stderr."""
-    _console.print(message, highlight=False, markup=False)
+    _console.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 class Progress:

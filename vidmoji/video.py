@@ -27,7 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidmoji.errors import VidmojiError
+from vidmoji.errors import VidmojiError, VidmojiWarning
 
 # x264 quality: crf 20 is visually lossless for flat emoji art; "veryfast" keeps encoding well below the
 # cost of the models per frame.
@@ -45,6 +45,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 # Frames held back to put decode-order timestamps into presentation order (see _DecodeWorker._timed_frames);
 # packed B-frames displace timestamps by one or two frames, H.264 B-pyramids by at most a few.
 _REORDER_DEPTH = 8
+# Frame rates beyond this are a damaged header's, not a camera's: treated as unknown.
+_MAX_FPS = 1000.0
+# Output ticks accepted from the input (seconds); others come from a damaged header.
+_MIN_TICK, _MAX_TICK = Fraction(1, 10_000_000), Fraction(1, 10)
 # How often blocked queue operations wake up to see whether the other side has stopped.
 _POLL_S = 0.1
 
@@ -93,6 +97,16 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception as a short one-line reason."""
+    return _one_line(getattr(exc, "strerror", None) or exc) or type(exc).__name__
+
+
+def _warn(message: str) -> None:
+    """A one-line warning about the input (the CLI prints it as `warning: ...`)."""
+    warnings.warn(message, VidmojiWarning, stacklevel=2)
+
+
 def _open_error(path: Path, exc: BaseException) -> MediaError:
     """Translate an exception from opening or demuxing `path` into a MediaError that reads alone."""
     if isinstance(exc, MediaError):
@@ -103,8 +117,8 @@ def _open_error(path: Path, exc: BaseException) -> MediaError:
         return MediaError(f"{path}: is a directory, not a media file")
     if isinstance(exc, PermissionError):
         return MediaError(f"{path}: cannot read file (permission denied)")
-    reason = _one_line(getattr(exc, "strerror", None) or exc)
-    if isinstance(exc, av.error.InvalidDataError):
+    reason = _reason(exc)
+    if isinstance(exc, (av.error.FFmpegError, UnicodeDecodeError)):
         return MediaError(
             f"{path}: not a readable video or image (corrupt, truncated or unsupported format: {reason})"
         )
@@ -119,14 +133,81 @@ def _open_input(path: Path) -> av.container.InputContainer:
     if not os.access(path, os.R_OK):
         raise MediaError(f"{path}: cannot read file (permission denied)")
     try:
-        container = av.open(str(path), mode="r")
+        # A damaged tag is not worth refusing the file for: undecodable metadata is dropped.
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
     except Exception as exc:
         raise _open_error(path, exc) from exc
     if not container.streams.video:
-        container.close()
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        container.close()
         raise MediaError(f"{path}: has no video stream (found: {', '.join(kinds)})")
     return container
+
+
+def _video_stream(path: Path, container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first video stream that has a decoder (a damaged header can leave a stream without one)."""
+    for stream in container.streams.video:
+        if stream.codec_context is not None:
+            return stream
+    raise MediaError(f"{path}: its video stream cannot be decoded (unknown codec or damaged header)")
+
+
+def _usable_audio(container: av.container.InputContainer) -> av.audio.stream.AudioStream | None:
+    """The first audio stream with a known codec, a sample rate and channels; None when there is none."""
+    for stream in container.streams.audio:
+        ctx = stream.codec_context
+        try:
+            if ctx is not None and ctx.name and ctx.sample_rate > 0 and ctx.channels > 0:
+                return stream
+        except Exception:  # a field the damaged header left unreadable
+            continue
+    return None
+
+
+class DecodeStats:
+    """What tolerant decoding met: frames decoded, packets the decoder rejected, and the reason the demuxer
+    stopped early (None when it reached the end)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.failed = 0
+        self.stopped: str | None = None
+        self.stopped_at_s: float | None = None
+        self.last_error: str | None = None
+
+
+def _decode_tolerant(container: av.container.InputContainer, stream, stats: DecodeStats):
+    """Yield the frames of `stream` that decode, packet by packet.
+
+    A packet the decoder rejects is skipped and counted in stats.failed (the decoder carries on with the
+    next one); a demuxer error ends the stream there (stats.stopped), after flushing what the decoder holds.
+    """
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets, None)
+        except Exception as exc:  # the demuxer gave up: the rest of the file cannot be read
+            stats.stopped = _reason(exc)
+            break
+        if packet is None:
+            return
+        try:
+            frames = packet.decode()
+        except Exception as exc:  # a damaged packet: skip it, the decoder resynchronises
+            if packet.size:
+                stats.failed += 1
+                stats.last_error = _reason(exc)
+            continue
+        for frame in frames:
+            stats.frames += 1
+            yield frame
+    try:  # the demuxer stopped early: the decoder still holds frames
+        frames = stream.codec_context.decode(None)
+    except Exception:
+        return
+    for frame in frames:
+        stats.frames += 1
+        yield frame
 
 
 def _is_image(path: Path, container: av.container.InputContainer) -> bool:
@@ -141,7 +222,7 @@ def _upright_quarter_turns(frame: av.VideoFrame) -> int:
 
 def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float | None:
     ts = frame.pts if frame.pts is not None else frame.dts
-    if ts is None:
+    if ts is None or not stream.time_base:
         return None
     return float(ts * stream.time_base)
 
@@ -156,44 +237,53 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     path = Path(path)
     container = _open_input(path)
     try:
-        stream = container.streams.video[0]
-        try:
-            first = next(container.decode(stream), None)
-        except Exception as exc:
-            raise _open_error(path, exc) from exc
-        if first is None:
-            raise MediaError(f"{path}: no decodable video frames (truncated or corrupt file)")
-        turns = _upright_quarter_turns(first)
-        width, height = (first.height, first.width) if turns % 2 else (first.width, first.height)
-        is_image = _is_image(path, container)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        if is_image:
-            duration_s, frame_count = 0.0, 1
-        else:
-            if container.duration is not None:
-                duration_s = container.duration / av.time_base
-            elif stream.duration is not None:
-                duration_s = float(stream.duration * stream.time_base)
-            else:
-                duration_s = 0.0
-            frame_count = stream.frames or int(round(duration_s * fps))
-        audio = container.streams.audio[0] if container.streams.audio else None
-        return VideoInfo(
-            path=path,
-            width=width,
-            height=height,
-            fps=fps,
-            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 1),
-            duration_s=float(duration_s),
-            frame_count=int(frame_count),
-            rotation=turns * 90,
-            has_audio=audio is not None,
-            audio_codec=audio.codec_context.name if audio is not None else None,
-            is_image=is_image,
-        )
+        return _probe(path, container)
+    except MediaError:
+        raise
+    except Exception as exc:  # whatever else a damaged header makes the fields say
+        raise _open_error(path, exc) from exc
     finally:
         container.close()
+
+
+def _probe(path: Path, container: av.container.InputContainer) -> VideoInfo:
+    stream = _video_stream(path, container)
+    first = next(_decode_tolerant(container, stream, DecodeStats()), None)
+    if first is None:
+        raise MediaError(f"{path}: no decodable video frames (truncated or corrupt file)")
+    turns = _upright_quarter_turns(first)
+    width, height = (first.height, first.width) if turns % 2 else (first.width, first.height)
+    is_image = _is_image(path, container)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    if not 0 < fps <= _MAX_FPS:  # a damaged header's rate: unknown
+        fps = 0.0
+    if is_image:
+        duration_s, frame_count = 0.0, 1
+    else:
+        if container.duration is not None:
+            duration_s = container.duration / av.time_base
+        elif stream.duration is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        else:
+            duration_s = 0.0
+        if not np.isfinite(duration_s) or duration_s < 0:
+            duration_s = 0.0
+        frame_count = stream.frames if stream.frames and stream.frames > 0 else int(round(duration_s * fps))
+    audio = _usable_audio(container)
+    return VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        time_base=Fraction(stream.time_base) if stream.time_base and stream.time_base > 0 else Fraction(1, 90000),
+        duration_s=float(duration_s),
+        frame_count=int(frame_count),
+        rotation=turns * 90,
+        has_audio=audio is not None,
+        audio_codec=audio.codec_context.name if audio is not None else None,
+        is_image=is_image,
+    )
 
 
 class _End:
@@ -207,9 +297,11 @@ class _DecodeWorker:
     """The decode thread's side of a FrameReader. It holds no reference to the reader, so a reader
     dropped without close() is still collected and its __del__ stops this thread."""
 
-    def __init__(self, path: Path, fps: float, batch_size: int, out: queue.Queue, stop: threading.Event):
+    def __init__(self, path: Path, fps: float, batch_size: int, out: queue.Queue, stop: threading.Event,
+                 expected_frames: int = 0):
         self.path = path
         self.fps = fps
+        self.expected_frames = expected_frames
         self.batch_size = batch_size
         self._queue = out
         self._stop = stop
@@ -233,16 +325,25 @@ class _DecodeWorker:
 
     def _decode_into_queue(self) -> None:
         container = _open_input(self.path)
+        stats = DecodeStats()
         try:
             frames: list[np.ndarray] = []
             pts: list[float] = []
             emitted = 0
             size: tuple[int, int] | None = None
-            for frame, t in self._timed_frames(container):
-                if size is None:
-                    size = (frame.width, frame.height)
-                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-                turns = _upright_quarter_turns(frame)
+            turns = 0
+            for frame, t in self._timed_frames(container, stats):
+                try:
+                    if size is None:
+                        size = (frame.width, frame.height)
+                        turns = _upright_quarter_turns(frame)
+                    # Frames whose size changes mid-stream are scaled to the first one's, and all are
+                    # turned as the first is (the display matrix is the stream's), so batches stack.
+                    rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                except Exception as exc:  # a frame the scaler cannot convert: skip it like a bad packet
+                    stats.failed += 1
+                    stats.last_error = _reason(exc)
+                    continue
                 frames.append(np.rot90(rgb, turns) if turns else rgb)
                 pts.append(t)
                 if len(frames) == self.batch_size:
@@ -253,43 +354,49 @@ class _DecodeWorker:
             if frames:
                 self._put(FrameBatch(np.stack(frames), np.asarray(pts, np.float64), emitted))
                 emitted += len(frames)
-            if emitted == 0 and not self._stop.is_set():
-                raise MediaError(f"{self.path}: no decodable video frames (truncated or corrupt file)")
+            if self._stop.is_set():
+                return
+            if emitted == 0:
+                reason = f" ({stats.stopped or stats.last_error})" if stats.stopped or stats.last_error else ""
+                raise MediaError(f"{self.path}: no decodable video frames (truncated or corrupt file){reason}")
+            self._report(stats, emitted)
         finally:
             container.close()
 
-    def _timed_frames(self, container: av.container.InputContainer):
-        """Yield (frame, seconds) in presentation order until the end, an error, or close().
+    def _report(self, stats: DecodeStats, emitted: int) -> None:
+        """Warn, in one line, about the frames that could not be decoded."""
+        if stats.stopped is not None:
+            where = f" at {stats.stopped_at_s:.2f} s" if stats.stopped_at_s is not None else ""
+            missing = self.expected_frames - emitted
+            lost = (f"about {missing} frame(s) could not be decoded" if missing > 0
+                    else f"{stats.failed} frame(s) could not be decoded" if stats.failed
+                    else "the rest could not be decoded")
+            _warn(f"{self.path}: {lost}: the file is unreadable from{where} on ({stats.stopped}); "
+                  f"kept {emitted} frame(s)")
+        elif stats.failed:
+            _warn(f"{self.path}: {stats.failed} frame(s) could not be decoded and were skipped "
+                  f"({stats.last_error}); kept {emitted}")
+
+    def _timed_frames(self, container: av.container.InputContainer, stats: DecodeStats):
+        """Yield (frame, seconds) in presentation order until the end or close(); damaged packets are
+        skipped (see _decode_tolerant).
 
         Decoders emit frames in presentation order, but some containers hand out timestamps in decode
         order (AVI with packed B-frames: 1, 2, 3, 5, 4, ...). Holding a few frames and pairing each with
         the smallest pending timestamp restores presentation times; for well-formed streams it changes
         nothing.
         """
-        stream = container.streams.video[0]
+        stream = _video_stream(self.path, container)
         stream.thread_type = "AUTO"
-        fallback_step = 1.0 / self.fps if self.fps > 0 else 0.0
+        fallback_step = 1.0 / self.fps if self.fps > 0 else 1.0 / 25
         held: deque[av.VideoFrame] = deque()
         times: list[float] = []
         last_t: float | None = None
-        decoded = container.decode(stream)
-        count = 0
-        while not self._stop.is_set():
-            try:
-                frame = next(decoded, None)
-            except av.error.FFmpegError as exc:
-                if count == 0:
-                    raise _open_error(self.path, exc) from exc
-                warnings.warn(
-                    f"{self.path}: decoding stopped after {count} frames: "
-                    f"{_one_line(getattr(exc, 'strerror', None) or exc)}"
-                )
-                break
-            if frame is None:
-                break
-            count += 1
+        for frame in _decode_tolerant(container, stream, stats):
+            if self._stop.is_set():
+                return
             t = _frame_seconds(frame, stream)
-            if t is None:
+            if t is None or not np.isfinite(t):
                 # Only streams without any timestamps land here (raw elementary streams); the
                 # nominal rate is the only timing there is.
                 t = last_t + fallback_step if last_t is not None else 0.0
@@ -298,6 +405,8 @@ class _DecodeWorker:
             heapq.heappush(times, t)
             if len(held) > _REORDER_DEPTH:
                 yield held.popleft(), heapq.heappop(times)
+        if stats.stopped is not None:
+            stats.stopped_at_s = last_t
         while held and not self._stop.is_set():
             yield held.popleft(), heapq.heappop(times)
 
@@ -311,9 +420,10 @@ class FrameReader:
 
     Yields `FrameBatch`: frames (N, H, W, 3) uint8 RGB rotated upright, pts_s (N,) float64 seconds from
     the container. Frames whose size changes mid-stream are scaled to the first frame's size so batches
-    stack. A decode error after some frames ends the stream with a warning (a truncated file gives what
-    it holds); an error before any frame raises MediaError. Use as a context manager, or call `close()`
-    when stopping early, so the decode thread ends.
+    stack. Damaged input gives what can be decoded: a packet the decoder rejects is skipped, a demuxer
+    error ends the stream there (a truncated file gives what it holds), and one `VidmojiWarning` at the
+    end says how many frames could not be decoded; no decodable frame at all raises MediaError. Use as a
+    context manager, or call `close()` when stopping early, so the decode thread ends.
     """
 
     def __init__(self, path: str | os.PathLike, batch_size: int = 32, max_queue: int = 4):
@@ -325,7 +435,8 @@ class FrameReader:
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
         self._done = False
-        worker = _DecodeWorker(self.path, self.info.fps, batch_size, self._queue, self._stop)
+        worker = _DecodeWorker(self.path, self.info.fps, batch_size, self._queue, self._stop,
+                               self.info.frame_count)
         self._thread = threading.Thread(target=worker.run, name="vidmoji-decode", daemon=True)
         self._thread.start()
 
@@ -377,7 +488,11 @@ def _temp_path_for(path: Path) -> Path:
 
 
 def check_writable(path: Path) -> None:
-    """Raise MediaError unless a file can be created at `path` (its folder exists and is writable)."""
+    """Raise MediaError unless a file can be created at `path` (its folder exists and is writable).
+
+    A temporary that an earlier run writing `path` left behind (killed before it could clean up) is
+    removed: the run about to write `path` owns that name.
+    """
     parent = path.parent
     if not parent.exists():
         raise MediaError(f"cannot write {path}: directory {parent} does not exist")
@@ -387,6 +502,12 @@ def check_writable(path: Path) -> None:
         raise MediaError(f"cannot write {path}: it is a directory")
     if not os.access(parent, os.W_OK):
         raise MediaError(f"cannot write {path}: directory {parent} is not writable")
+    stale = _temp_path_for(path)
+    if stale.is_file() or stale.is_symlink():
+        try:
+            stale.unlink()
+        except OSError:
+            pass  # the write itself will say what is wrong
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -472,29 +593,43 @@ class VideoWriter:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         check_writable(self.path)
         self._tmp = _temp_path_for(self.path)
-        self._time_base = Fraction(time_base) if time_base else DEFAULT_TIME_BASE
+        # A tick coarser than 0.1 s (or absurdly fine) comes from a damaged header: keep the 90 kHz clock.
+        usable = time_base and _MIN_TICK <= Fraction(time_base) <= _MAX_TICK
+        self._time_base = Fraction(time_base) if usable else DEFAULT_TIME_BASE
         self._last_pts: int | None = None
         self._error: BaseException | None = None
         self._closed = False
         self._audio_in: av.container.InputContainer | None = None
-        try:
-            self._container = av.open(str(self._tmp), mode="w")
-        except Exception as exc:
-            raise MediaError(
-                f"cannot write {self.path}: {_one_line(getattr(exc, 'strerror', None) or exc)}"
-            ) from exc
-        try:
-            self._video = self._add_video_stream(fps, crf, preset)
-            self._setup_audio(Path(audio_from) if audio_from is not None else None)
-        except BaseException:
-            self._discard()
-            raise
+        self._audio_source = Path(audio_from) if audio_from is not None else None
+        self._open_output(fps, crf, preset, with_audio=True)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._encode, name="vidmoji-encode", daemon=True)
         self._thread.start()
 
+    def _open_output(self, fps: float, crf: int, preset: str, with_audio: bool) -> None:
+        """Create the temporary file with its streams and write its header. When the header cannot be
+        written because of the input's audio (damaged parameters), start again without it."""
+        try:
+            self._container = av.open(str(self._tmp), mode="w")
+        except Exception as exc:
+            raise MediaError(f"cannot write {self.path}: {_reason(exc)}") from exc
+        try:
+            self._video = self._add_video_stream(fps, crf, preset)
+            self._setup_audio(self._audio_source if with_audio else None)
+            try:
+                self._container.start_encoding()
+            except Exception as exc:
+                if self._audio_out is None:
+                    raise MediaError(f"cannot write {self.path}: {_reason(exc)}") from exc
+                self._discard()
+                self._drop_audio(f"the output cannot hold it: {_reason(exc)}")
+                self._open_output(fps, crf, preset, with_audio=False)
+        except BaseException:
+            self._discard()
+            raise
+
     def _add_video_stream(self, fps: float, crf: int, preset: str) -> av.video.stream.VideoStream:
-        rate = Fraction(fps).limit_denominator(100000) if fps > 0 else Fraction(30)
+        rate = Fraction(fps).limit_denominator(100000) if 0 < fps <= _MAX_FPS else Fraction(30)
         stream = self._container.add_stream("libx264", rate=rate, time_base=self._time_base)
         # yuv420p halves chroma in both directions, so x264 needs even sizes.
         stream.width = self.width + self.width % 2
@@ -503,59 +638,118 @@ class VideoWriter:
         stream.options = {"crf": str(crf), "preset": preset}
         return stream
 
+    def _drop_audio(self, reason: str, from_s: float | None = None) -> None:
+        """Leave out the (rest of the) input's audio, saying so once; the video goes on."""
+        self._audio_out = None
+        self._pending_audio = None
+        if from_s is None:
+            _warn(f"{self._audio_source}: its audio is damaged ({reason}); the audio was dropped, "
+                  f"the video kept")
+        else:
+            _warn(f"{self._audio_source}: its audio is damaged from {from_s:.2f} s on ({reason}); "
+                  f"the audio after that was dropped, the video kept")
+
     def _setup_audio(self, source: Path | None) -> None:
         self._audio_out = None
         self._pending_audio = None  # a demuxed packet not yet due (its time is past the last video frame)
         self._audio_copy = True
+        self._audio_skipped = 0
+        self._audio_error: str | None = None
+        self._audio_next: int | None = None  # the next re-encoded audio frame's timestamp (samples)
+        self._audio_last_s: float | None = None
         if source is None:
             return
         self._audio_in = _open_audio_source(source)
         if self._audio_in is None:
             return
-        template = self._audio_in.streams.audio[0]
-        mp4_like = self._container.format.name in ("mp4", "mov")
-        self._audio_copy = template.codec_context.name in _MP4_AUDIO_COPY or not mp4_like
-        if self._audio_copy:
-            try:
-                self._audio_out = self._container.add_stream_from_template(template)
-            except ValueError:  # the output container refuses this codec
-                self._audio_copy = False
-        if not self._audio_copy:
-            self._audio_out = self._container.add_stream(
-                _AUDIO_REENCODE_CODEC, rate=template.codec_context.sample_rate
-            )
-            # The default layout for the channel count: PCM often carries an unordered "N channels"
-            # layout, which the AAC encoder rejects.
-            self._audio_out.layout = av.AudioLayout(f"{template.codec_context.channels}c")
-        self._audio_packets = self._audio_in.demux(template)
+        template = _usable_audio(self._audio_in)
+        if template is None:
+            self._drop_audio("unknown codec or missing parameters")
+            return
+        try:
+            mp4_like = self._container.format.name in ("mp4", "mov")
+            self._audio_copy = template.codec_context.name in _MP4_AUDIO_COPY or not mp4_like
+            if self._audio_copy:
+                try:
+                    self._audio_out = self._container.add_stream_from_template(template)
+                except ValueError:  # the output container refuses this codec
+                    self._audio_copy = False
+            if not self._audio_copy:
+                self._audio_out = self._container.add_stream(
+                    _AUDIO_REENCODE_CODEC, rate=template.codec_context.sample_rate
+                )
+                # The default layout for the channel count: PCM often carries an unordered "N channels"
+                # layout, which the AAC encoder rejects.
+                self._audio_out.layout = av.AudioLayout(f"{template.codec_context.channels}c")
+            self._audio_packets = self._audio_in.demux(template)
+        except Exception as exc:  # parameters the output cannot take
+            if self._audio_out is not None:
+                raise  # the stream is in the output already: _open_output starts again without it
+            self._drop_audio(_reason(exc))
 
     def _pump_audio(self, until_s: float | None) -> None:
-        """Mux input audio up to `until_s` seconds (None: all of it), interleaved with the video."""
+        """Mux input audio up to `until_s` seconds (None: all of it), interleaved with the video.
+
+        Damaged audio never stops the video: a packet that cannot be muxed or decoded is skipped, and a
+        demuxer error drops the rest of the audio (each said once, as a warning)."""
         if self._audio_out is None:
             return
-        while True:
+        while self._audio_out is not None:
             if self._pending_audio is None:
-                self._pending_audio = next(self._audio_packets, None)
+                try:
+                    self._pending_audio = next(self._audio_packets, None)
+                except Exception as exc:
+                    self._drop_audio(_reason(exc), self._audio_last_s or 0.0)
+                    return
                 if self._pending_audio is None:
                     self._finish_audio()
                     return
             packet = self._pending_audio
-            if packet.pts is not None and until_s is not None and packet.pts * packet.time_base > until_s:
+            t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
+            if t is not None and until_s is not None and t > until_s:
                 return
             self._pending_audio = None
-            if self._audio_copy:
-                if packet.size == 0 or packet.dts is None:  # demuxer flush packets carry no data
-                    continue
-                packet.stream = self._audio_out
-                self._container.mux(packet)
-            else:
-                for frame in packet.decode():
-                    self._container.mux(self._audio_out.encode(frame))
+            try:
+                if self._audio_copy:
+                    if packet.size == 0 or packet.dts is None:  # demuxer flush packets carry no data
+                        continue
+                    packet.stream = self._audio_out
+                    self._container.mux(packet)
+                else:
+                    for frame in packet.decode():
+                        self._container.mux(self._audio_out.encode(self._retime(frame)))
+            except Exception as exc:  # a damaged packet
+                if packet.size:
+                    self._audio_skipped += 1
+                    self._audio_error = _reason(exc)
+                continue
+            if t is not None:
+                self._audio_last_s = t
+
+    def _retime(self, frame: av.AudioFrame) -> av.AudioFrame:
+        """Give a decoded audio frame contiguous timestamps in samples, from the first frame's time on.
+        The decoder's own can be out of order or in the packet time base of the input (AVI counts
+        packets), which the encoder refuses."""
+        rate = frame.sample_rate
+        if self._audio_next is None:
+            t = frame.time
+            self._audio_next = max(0, round(t * rate)) if t is not None and np.isfinite(t) else 0
+        frame.pts = self._audio_next
+        frame.time_base = Fraction(1, rate)
+        self._audio_next += frame.samples
+        return frame
 
     def _finish_audio(self) -> None:
         if not self._audio_copy:
-            self._container.mux(self._audio_out.encode(None))
+            try:
+                self._container.mux(self._audio_out.encode(None))
+            except Exception as exc:
+                self._audio_skipped += 1
+                self._audio_error = _reason(exc)
         self._audio_out = None
+        if self._audio_skipped:
+            _warn(f"{self._audio_source}: {self._audio_skipped} damaged audio packet(s) were dropped "
+                  f"({self._audio_error})")
 
     def _encode(self) -> None:
         try:
@@ -665,6 +859,7 @@ class VideoWriter:
                 closable.close()
             except Exception:  # the file is being thrown away; a failing close changes nothing
                 pass
+        self._audio_in = None
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:
@@ -682,7 +877,7 @@ def _open_audio_source(path: Path) -> av.container.InputContainer | None:
     if not path.exists():
         raise MediaError(f"{path}: no such file")
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
     except Exception as exc:
         raise _open_error(path, exc) from exc
     if not container.streams.audio:
