@@ -253,9 +253,9 @@ def draw_eye_right(look: Look, state: EyeState, pid: str) -> tuple[list[str], li
                  el("circle", "deco", cx=num(cx - 5), cy=num(cy - 6), r="3.5", fill="#FFFFFF")]
     else:  # glossy dark eye: highlights follow the gaze
         pupil = [el("circle", "deco", cx=num(cx - 12), cy=num(cy - 7), r="9", fill="#FFFFFF"),
-                 el("circle", "deco", cx=num(cx + 10), cy=num(cy + 7), r="4.5", fill="#FFFFFF")]
-        body.append(el("ellipse", "deco", cx=num(cx + 2), cy=num(state.opening * 0.25), rx="26",
-                       ry=num(state.opening * 0.22), fill="#6E5A86", opacity="0.45", clip_path=clip))
+                 el("circle", "deco", cx=num(cx + 10), cy=num(cy + 7), r="4.5", fill="#FFFFFF"),
+                 el("ellipse", "deco", cx=num(cx + 2), cy=num(state.opening * 0.25), rx="26",
+                    ry=num(state.opening * 0.22), fill="#6E5A86", opacity="0.45")]
     body.append(f'<g class="deco" data-layer="pupil" clip-path="{clip}"><g data-gaze="1" transform="translate(0 0)">'
                 + "".join(pupil) + "</g></g>")
     # The upper lid line is the stroke that makes an eye read as an eye in every look.
