@@ -102,7 +102,8 @@ def main() -> None:
         for name in args.embedders.split(","):
             embedder = load_embedder(name, device)
             print(f"\nembedder {name}")
-            expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
+            print(f"\nembedder {name}")
+        expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
                                                 for s in list_styles()}, device)
         return
     print("| embedder | style | clip | " + " | ".join(f"{k if k == 'smile' else s} nearest | "
