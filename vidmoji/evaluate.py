@@ -55,14 +55,7 @@ def agreement(labels: dict, slot_label: str, predicted: list[str | None]) -> Agr
         if p is None or truth[i] is None or uncertain[i]:
             continue
         confusion[(truth[i], p)] = confusion.get((truth[i], p), 0) + 1
-    n = sum(confusion.values())
-    correct = sum(v for (t, p), v in confusion.items() if t == p)
-    recalls = []
-    for cls in {t for t, _ in confusion}:
-        total = sum(v for (t, _), v in confusion.items() if t == cls)
-        recalls.append(confusion.get((cls, cls), 0) / total)
-    return Agreement(correct / n if n else float("nan"), float(np.mean(recalls)) if recalls else float("nan"),
-                     n, confusion)
+    return _scores(confusion)
 
 
 def timeline_agreement(timeline: dict, labels: dict) -> dict[str, Agreement]:
