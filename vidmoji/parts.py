@@ -31,6 +31,28 @@ LABEL_COLORS: tuple[tuple[int, int, int], ...] = (
 # --- part slots -----------------------------------------------------------------------------------------
 SLOTS: tuple[str, ...] = ("face", "eye_left", "eye_right", "brow_left", "brow_right", "nose", "mouth")
 
+# Identity slots: chosen once per subject (a clip or a photo), not per frame, from what the person looks like
+# (vidmoji.identity). A style may leave any of them out; an avatar then simply goes without. `hair` is
+# matched through a label window and the FAISS index like the per-frame slots; glasses and facial hair are
+# picked by their tags. Hair, glasses and facial hair take the hair palette's colour where a part marks
+# shapes `data-hair="fill"` (and `data-hair-stroke="shade"`).
+IDENTITY_SLOTS: tuple[str, ...] = ("hair", "glasses", "facial_hair")
+ALL_SLOTS: tuple[str, ...] = SLOTS + IDENTITY_SLOTS
+# Slots with a label window, an embedder and a FAISS index.
+INDEXED_SLOTS: tuple[str, ...] = SLOTS + ("hair",)
+# Painting order of an avatar's layers, back to front. A hair part draws in two layers: its elements under
+# `data-layer="back"` go behind the face, those under `data-layer="front"` (fringes) over the forehead but
+# under the eyes and brows, so that expressions always show.
+LAYER_ORDER: tuple[tuple[str, str], ...] = (
+    ("hair", "back"), ("face", ""), ("hair", "front"), ("nose", ""), ("mouth", ""), ("facial_hair", ""),
+    ("eye_left", ""), ("eye_right", ""), ("brow_left", ""), ("brow_right", ""), ("glasses", ""),
+)
+# The words of ../shared/media/labels/identity.json, which the timeline's "identity" uses.
+SKIN_TONES: tuple[str, ...] = ("light", "medium-light", "medium", "medium-dark", "dark")
+HAIR_LENGTHS: tuple[str, ...] = ("bald", "short", "medium", "long", "tied")
+HAIR_COLOURS: tuple[str, ...] = ("black", "dark_brown", "brown", "auburn", "blond", "grey")
+FACIAL_HAIR: tuple[str, ...] = ("none", "stubble", "moustache", "beard")
+
 # The label classes that make up each slot's window, one window channel per entry (in this order).
 SLOT_CHANNELS: dict[str, tuple[str, ...]] = {
     "face": ("skin",),
@@ -40,12 +62,15 @@ SLOT_CHANNELS: dict[str, tuple[str, ...]] = {
     "brow_right": ("r_brow",),
     "nose": ("nose",),
     "mouth": ("u_lip", "l_lip", "mouth"),
+    "hair": ("hair",),
+    "glasses": ("eye_g",),
+    "facial_hair": ("hair",),
 }
 
 # Slots that share one embedder: the subject's left eye/brow is mirrored into the right one's frame.
 EMBED_GROUP: dict[str, str] = {
     "face": "face", "eye_left": "eye", "eye_right": "eye", "brow_left": "brow", "brow_right": "brow",
-    "nose": "nose", "mouth": "mouth",
+    "nose": "nose", "mouth": "mouth", "hair": "hair",
 }
 MIRRORED_SLOTS = frozenset({"eye_left", "brow_left"})
 
@@ -136,6 +161,10 @@ WINDOW_FRAMES: dict[str, WindowFrame] = {
     "mouth": WindowFrame(0.0, 0.0, 75.0),
     "nose": WindowFrame(0.0, -20.0, 90.0),
     "face": WindowFrame(0.0, 0.0, 80.0),
+    # Hair is drawn and measured in the face's frame (face width 100, origin the face oval's centre, the
+    # face shape spans about -50..50 x -60..60): a large window, so that hair to the shoulders and below
+    # still falls inside it.
+    "hair": WindowFrame(0.0, 15.0, 150.0),
 }
 
 # The canonical shape targets that calibrated face geometry is mapped onto, in part units. Templates of

@@ -53,7 +53,7 @@ def template_windows(templates: Path | None = None) -> dict[str, torch.Tensor]:
         for part in load_style(name, templates).parts:
             w = torch.from_numpy(render_label_window(part, parts.WINDOW_SIZE))
             out[parts.EMBED_GROUP[part.slot]].append(mirror_if_left(part.slot, w))
-    return {g: torch.stack(v) for g, v in out.items()}
+    return {g: torch.stack(v) for g, v in out.items() if v}
 
 
 def augment(windows: torch.Tensor, copies: int, generator: torch.Generator) -> torch.Tensor:

@@ -61,6 +61,8 @@ class AutoencoderEmbedder:
         try:
             state = torch.load(path, map_location=device, weights_only=True)
             for group, channels in group_channels().items():
+                if group not in state:      # weights from before the group existed: see `embed`
+                    continue
                 model = WindowAutoencoder(channels).to(device).eval()
                 model.load_state_dict(state[group]["model"])
                 self.models[group] = model
@@ -71,6 +73,8 @@ class AutoencoderEmbedder:
 
     @torch.inference_mode()
     def embed(self, group: str, windows: torch.Tensor) -> torch.Tensor:
+        if group not in self.models:
+            raise EmbedderError(f"the autoencoder weights have no {group!r} model: run `vidmoji train --embedder ae`")
         return self.models[group].encoder(windows) - self.centres[group]
 
     def fingerprint(self) -> str:

@@ -41,6 +41,8 @@ class PCAEmbedder:
         self._fingerprint = file_fingerprint(path)
 
     def embed(self, group: str, windows: torch.Tensor) -> torch.Tensor:
+        if group not in self.groups:
+            raise EmbedderError(f"the PCA weights have no {group!r} group: run `vidmoji train --embedder pca`")
         p = self.groups[group]
         return (windows.flatten(1) - p["mean"]) @ p["components"].T
 
