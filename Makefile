@@ -10,6 +10,7 @@ OUT := out
 WHEELS := .cache/wheels
 
 install: $(STAMP) $(WHEELS)/.done
+	@bash scripts/install_system.sh
 
 # torch is pinned first so pip takes the build that matches torchvision (a CPU-capable wheel).
 $(STAMP): pyproject.toml
