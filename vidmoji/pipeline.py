@@ -35,7 +35,8 @@ from vidmoji.face.align import alignment_matrices, invert_affine, transform_poin
 from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
 from vidmoji.face.parse import colorize, mesh_label_map
-from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, measure, part_rgb_crops,
+from vidmoji.identity import IdentitySampler
+from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, head_angles, measure, part_rgb_crops,
                                   part_windows, skin_colours)
 from vidmoji.face.windows import gaze as gaze_of
 from vidmoji.match import SlotMatches, match_windows
@@ -88,6 +89,7 @@ class FaceTrack:
     width: int
     height: int
     rgb_embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    heads: list = field(default_factory=list)       # identity.HeadSample: frontal views for identity
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -144,6 +146,7 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
     pts, has_face, meshes, skins, others = [], [], [], [], []
     rgb: dict[str, list[np.ndarray]] = {s: [] for s in parts.SLOTS}
     previous_box = None
+    heads = IdentitySampler()
     with FrameReader(source, batch_size=BATCH) as reader:
         info = reader.info
         nan_mesh = np.full((parts.MESH_POINTS, 3), np.nan, np.float32)
@@ -170,6 +173,9 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
                 index = torch.tensor(main_idx, device=device)
                 mesh_t = torch.stack(main_mesh).to(device)
                 skin_rows[main_idx] = skin_colours(frames, index, mesh_t).cpu().numpy()
+                yaws = head_angles(mesh_t)["yaw"].cpu().numpy()
+                for j, i in enumerate(main_idx):
+                    heads.offer(batch.index + i, batch.frames[i], meshes[-len(batch.pts_s) + i], float(yaws[j]))
                 if rgb_embedder is not None:
                     crops = part_rgb_crops(frames, index, mesh_t)
                     for slot in parts.SLOTS:
@@ -179,7 +185,8 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
             if progress:
                 progress.advance(len(batch.pts_s))
     return FaceTrack(np.concatenate(pts), np.array(has_face, bool), np.stack(meshes), np.concatenate(skins),
-                     others, info.width, info.height, {s: np.concatenate(v) for s, v in rgb.items() if v})
+                     others, info.width, info.height, {s: np.concatenate(v) for s, v in rgb.items() if v},
+                     heads.samples)
 
 
 # --- between the passes: calibrate, embed, match, smooth -----------------------------------------------
