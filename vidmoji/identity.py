@@ -26,9 +26,11 @@ import numpy as np
 import torch
 
 from vidmoji import parts
+from vidmoji.errors import VidmojiError
 
 HEAD_CROP = 256        # side in pixels of a head crop (the hair window)
-SAMPLES = 12           # head crops kept per clip
+SAMPLES = 12           # views kept per clip
+HAIR_VIEWS = 6         # of which this many are segmented for the hair
 MAX_SAMPLE_YAW = 25.0  # degrees: only fairly frontal views are measured
 
 
@@ -190,7 +192,7 @@ SKIN_REGION_DROP = 12.0  # a region this much darker (L) than the brightest one 
 # through a camera rather than a spectrophotometer). One shared table for every style: a style's palette
 # keeps these names and draws them in its own colours.
 SKIN_ITA: tuple[tuple[str, float], ...] = (
-    ("light", 38.0), ("medium-light", 24.0), ("medium", 8.0), ("medium-dark", -25.0), ("dark", -1e9),
+    ("light", 30.0), ("medium-light", 15.0), ("medium", 0.0), ("medium-dark", -30.0), ("dark", -1e9),
 )
 
 
@@ -505,16 +507,21 @@ def measure_identity(samples: list[HeadSample], device: torch.device | str = "cp
         return DEFAULT_IDENTITY
     from vidmoji.face.segment import PersonSegmenter
 
-    crops = torch.from_numpy(np.stack([s.crop for s in samples])).permute(0, 3, 1, 2).float().div_(255.0)
-    person = PersonSegmenter(device).segment_images(crops.to(device)).float().cpu().numpy()
+    # Hair changes least over a clip and segmentation is the dearest step: HAIR_VIEWS views, spread out.
+    hair_views = set(np.linspace(0, len(samples) - 1, min(HAIR_VIEWS, len(samples))).round().astype(int).tolist())
+    crops = torch.from_numpy(np.stack([samples[i].crop for i in sorted(hair_views)])).permute(0, 3, 1, 2)
+    person = dict(zip(sorted(hair_views),
+                      PersonSegmenter(device).segment_images(crops.float().div_(255.0).to(device)).float().cpu().numpy()))
     skins, glasses, facial, lengths, colours, masks, bald = [], [], [], [], [], [], []
-    for sample, p in zip(samples, person):
+    for i, sample in enumerate(samples):
         skin = skin_lab(sample)
         if skin is not None:
             skins.append(skin)
         glasses.append(glasses_score(sample))
         facial.append(facial_hair_measures(sample))
-        view = hair_view(sample, p, skin)
+        if i not in person:
+            continue
+        view = hair_view(sample, person[i], skin)
         bald.append(view.bald)
         masks.append(view.mask)
         lengths.append(hair_length_measures(sample, view.mask))
@@ -523,7 +530,8 @@ def measure_identity(samples: list[HeadSample], device: torch.device | str = "cp
             colours.append(colour)
     skin_m = np.median(skins, 0) if skins else None
     is_bald = float(np.mean(bald)) > 0.5
-    length_m = np.nanmedian(np.array(lengths), 0) if not is_bald else np.full(3, np.nan)
+    with np.errstate(all="ignore"):
+        length_m = np.nanmedian(np.array(lengths), 0) if lengths and not is_bald else np.full(3, np.nan)
     colour_m = np.median(colours, 0) if colours else None
     facial_m = np.nanmedian(np.array(facial), 0)
     share = float(np.mean(np.array(glasses) > GLASSES_LINE))
@@ -546,3 +554,134 @@ def measure_identity(samples: list[HeadSample], device: torch.device | str = "cp
         hair_window=None if is_bald else hair_window(masks),
         measured=_round(measured),
     )
+
+
+# --- overrides, personas, and a style's parts ---------------------------------------------------------------
+class PersonaError(VidmojiError):
+    """A persona file that cannot be read, or an override that names nothing."""
+
+
+PERSONA_FORMAT = "vidmoji-persona"
+PERSONA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IdentityOverrides:
+    """One attribute each, set by hand (None: as measured or as the persona says). hair: a hair part id of
+    the style, or a length word (parts.HAIR_LENGTHS); hair_colour: a hair palette name or "#RRGGBB"."""
+
+    skin: str | None = None
+    hair: str | None = None
+    hair_colour: str | None = None
+    glasses: bool | None = None
+    facial_hair: str | None = None
+
+
+def apply_overrides(identity: Identity, o: IdentityOverrides) -> Identity:
+    """The identity with each given attribute replaced (checked against the words it may take)."""
+    from dataclasses import replace
+
+    changes: dict = {}
+    if o.skin is not None and o.skin != "auto":
+        changes["skin"] = o.skin
+    if o.hair is not None:
+        if o.hair in parts.HAIR_LENGTHS:
+            changes.update(hair_length=o.hair, hair_part=None)
+        else:
+            changes.update(hair_part=o.hair)
+    if o.hair_colour is not None:
+        changes["hair_colour"] = o.hair_colour
+    if o.glasses is not None:
+        changes["glasses"] = o.glasses
+    if o.facial_hair is not None:
+        if o.facial_hair not in parts.FACIAL_HAIR:
+            raise PersonaError(f"--facial-hair must be one of {', '.join(parts.FACIAL_HAIR)}, not {o.facial_hair!r}")
+        changes["facial_hair"] = o.facial_hair
+    return replace(identity, **changes) if changes else identity
+
+
+def persona_json(identity: Identity, source: str | None = None) -> dict:
+    """The identity as a persona document (style-independent: the hair is kept as its measured window, so
+    that every style matches its own hair part)."""
+    window = None if identity.hair_window is None else np.round(identity.hair_window[0], 3).tolist()
+    return {"format": PERSONA_FORMAT, "version": PERSONA_VERSION, "source": source,
+            "skin": identity.skin, "hair": {"length": identity.hair_length, "colour": identity.hair_colour,
+                                            "part": identity.hair_part, "window": window},
+            "glasses": identity.glasses, "facial_hair": identity.facial_hair, "measured": identity.measured}
+
+
+def read_persona(path) -> Identity:
+    """A persona file written by `vidmoji identify` (PersonaError, one line, for anything else)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PersonaError(f"persona file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PersonaError(f"{path} is not a persona file (unreadable JSON: {type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format") != PERSONA_FORMAT:
+        raise PersonaError(f"{path} is not a vidmoji persona file (make one with `vidmoji identify`)")
+    if doc.get("version") != PERSONA_VERSION:
+        raise PersonaError(f"{path}: persona version {doc.get('version')!r} is not supported (this vidmoji "
+                           f"reads version {PERSONA_VERSION})")
+    try:
+        hair = doc["hair"]
+        window = hair.get("window")
+        if window is not None:
+            window = np.asarray(window, np.float32)
+            if window.shape != (parts.WINDOW_SIZE, parts.WINDOW_SIZE) or not np.isfinite(window).all():
+                raise ValueError("hair window")
+            window = window[None]
+        identity = Identity(skin=str(doc["skin"]), hair_length=str(hair["length"]), hair_colour=str(hair["colour"]),
+                            glasses=bool(doc["glasses"]), facial_hair=str(doc["facial_hair"]), hair_window=window,
+                            hair_part=hair.get("part"), measured=dict(doc.get("measured") or {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PersonaError(f"{path}: malformed persona ({type(exc).__name__}: {exc})") from None
+    if identity.hair_length not in parts.HAIR_LENGTHS or identity.facial_hair not in parts.FACIAL_HAIR:
+        raise PersonaError(f"{path}: malformed persona (hair length {identity.hair_length!r} or facial hair "
+                           f"{identity.facial_hair!r} unknown)")
+    return identity
+
+
+def choose_hair(identity: Identity, style, index=None, embedder=None, device="cpu"):
+    """The style's hair part for the identity (None where the style draws no hair).
+
+    A part named by hand wins; bald takes the style's bald part; otherwise the measured hair window is
+    matched through the style's FAISS hair index among the parts of the measured length (short hair may
+    also match a tied part: from the front a bun or a ponytail behind reads as short)."""
+    hair_parts = style.parts_in("hair")
+    if not hair_parts:
+        return None
+    if identity.hair_part is not None:
+        style.part(identity.hair_part)           # StyleError (one line) for a part the style lacks
+        return style.part(identity.hair_part)
+    if identity.hair_length == "bald":
+        bald = [p for p in hair_parts if p.state == "bald"]
+        return bald[0] if bald else None
+    lengths = {"short": ("short", "tied")}.get(identity.hair_length, (identity.hair_length,))
+    candidates = [p for p in hair_parts if p.state in lengths] or [p for p in hair_parts if p.state != "bald"]
+    if not candidates:
+        return None
+    if index is None or embedder is None or identity.hair_window is None:
+        return candidates[0]
+    from vidmoji.embed.base import embed_slot
+
+    query = embed_slot(embedder, "hair", torch.from_numpy(identity.hair_window)[None].to(device))
+    _, rows = index.search(query.float().cpu().numpy(), len(index.part_ids))
+    allowed = {p.id for p in candidates}
+    for r in rows[0]:
+        if r >= 0 and index.part_ids[int(r)] in allowed:
+            return style.part(index.part_ids[int(r)])
+    return candidates[0]
+
+
+def identity_timeline(identity: Identity, hair_part) -> dict:
+    """The timeline's top-level "identity" (the shape the issue names), with the measures beside it."""
+    length = hair_part.state if hair_part is not None and hair_part.state in parts.HAIR_LENGTHS else identity.hair_length
+    return {"skin": identity.skin,
+            "hair": {"id": hair_part.id if hair_part is not None else None, "length": length,
+                     "colour": identity.hair_colour},
+            "glasses": identity.glasses, "facial_hair": identity.facial_hair, "measured": identity.measured}

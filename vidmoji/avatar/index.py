@@ -142,6 +142,21 @@ def _read_dirs(style: Style, embedder_name: str, root: Path | None) -> tuple[Pat
     return index_locations(style, embedder_name)[0]
 
 
+def _can_index(style: Style, embedder: Embedder, slot: str, device: torch.device) -> bool:
+    """Per-frame slots always; an identity slot (hair) when the style draws it and the embedder has a model
+    for its label windows (a style or weights without hair simply go without a hair index)."""
+    if slot in parts.SLOTS:
+        return True
+    if not style.parts_in(slot) or embedder.kind != "label":
+        return False
+    try:
+        embed_slot(embedder, slot, torch.zeros((1, len(parts.SLOT_CHANNELS[slot]), parts.WINDOW_SIZE,
+                                                   parts.WINDOW_SIZE), device=device))
+    except Exception:  # noqa: BLE001 - weights without the group
+        return False
+    return True
+
+
 def build_indexes(style: Style, embedder: Embedder, device: torch.device,
                   root: Path | None = None) -> Path:
     """Embed every part of the style and write its indexes; returns the directory written.
@@ -155,7 +170,9 @@ def build_indexes(style: Style, embedder: Embedder, device: torch.device,
         raise IndexError_(f"cannot write indexes to {out}: {exc.strerror}") from None
     meta = {"format": FORMAT_VERSION, "style": style.name, "embedder": embedder.name,
             "fingerprint": _fingerprint(style, embedder), "slots": {}}
-    for slot in parts.SLOTS:
+    for slot in parts.INDEXED_SLOTS:
+        if not _can_index(style, embedder, slot, device):
+            continue
         vectors = embed_parts(style, embedder, slot, device)
         index = _flat_index(vectors)
         write_bytes_atomic(out / f"{slot}.faiss", faiss.serialize_index(index).tobytes())
@@ -205,7 +222,9 @@ def _read_dir(style: Style, embedder_name: str, d: Path) -> dict[str, PartIndex]
     try:
         meta = json.loads((d / "meta.json").read_text())
         out = {}
-        for slot in parts.SLOTS:
+        for slot in parts.INDEXED_SLOTS:
+            if slot not in parts.SLOTS and slot not in meta["slots"]:     # optional slots (hair)
+                continue
             info = meta["slots"][slot]
             index = faiss.deserialize_index(np.fromfile(d / f"{slot}.faiss", dtype=np.uint8))
             vectors = np.load(d / f"{slot}.npy", allow_pickle=False)
