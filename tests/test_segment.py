@@ -16,15 +16,12 @@ that op; then `test_net_matches_tflite` compares the torch network with the inte
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import MEDIA, needs_media
+from conftest import MEDIA, converter, mediapipe_wheel, needs_media
 from test_face_model import read_frames
 from vidmoji.errors import VidmojiError
 from vidmoji.face import detector
@@ -33,7 +30,6 @@ from vidmoji.face.locate import FaceLocator
 from vidmoji.face.segment import MODELS, PersonSegmenter
 from vidmoji.parts import EYE_LEFT, EYE_RIGHT, FACE_OVAL, LIPS_OUTER, NOSE
 
-ROOT = Path(__file__).resolve().parents[1]
 DEVICE = torch.device("cpu")
 # Selfie clips of several sizes and backgrounds: green screen, black bars and a dark room, grey studio,
 # outdoors at 1280x720.
@@ -62,14 +58,8 @@ def frames() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def convert():
     """scripts/convert_selfie.py as a module, and the wheel it reads (overridable with MEDIAPIPE_WHEEL)."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (test extra) is not installed")
-    spec = importlib.util.spec_from_file_location("convert_selfie", ROOT / "scripts" / "convert_selfie.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    wheel = Path(os.environ.get("MEDIAPIPE_WHEEL", module.MEDIAPIPE_WHEEL))
-    if not wheel.exists():
-        pytest.skip(f"{wheel} (source of the selfie segmentation .tflite models) not found; set MEDIAPIPE_WHEEL")
-    module.wheel = wheel
+    module = converter("convert_selfie")
+    module.wheel = mediapipe_wheel(module, "the selfie segmentation .tflite models")
     return module
 
 
