@@ -42,6 +42,7 @@ $(OUT)/astronaut_turn.mp4: vidmoji/data/astronaut.png | install
 
 bench: install
 	$(PY) bench/bench_face.py
+	$(PY) bench/bench_segment.py
 	$(PY) bench/bench_render.py
 	$(PY) bench/bench_plot.py
 

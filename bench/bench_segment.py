@@ -1,12 +1,13 @@
 """Speed of the selfie (person) segmentation against the decode-only rate.
 
-    python bench/bench_segment.py [--device auto|cpu|cuda] [--runs 50] [--frames 64]
+    python bench/bench_segment.py [--device auto|cpu|cuda] [--runs 50] [--frames 64] [--threads N]
 
 For each model (general 256x256, landscape 144x256) it prints the network's time per image on an input of
 its own size at batch 1 and 8 (median of `runs` calls), then, for each clip, the decode-only rate (PyAV,
 the I/O floor) and the rate of PersonSegmenter.segment on whole frames (resize in, network, resize the mask
 back to the frame) at batch 1 and 8 over the first `frames` frames (median of 3 passes), beside its ratio
-to the decode rate.
+to the decode rate. --threads sets torch's CPU threads (default: torch's own choice); on a CPU shared with
+other work, one thread gives steadier numbers than threads that wait on each other.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", type=int, default=50, help="timed calls of the network per batch size")
     parser.add_argument("--frames", type=int, default=64, help="frames segmented per clip (from the start)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not MEDIA.is_dir():
         sys.exit(f"benchmark clips not found: {MEDIA}")
     device = choose_device(args.device)

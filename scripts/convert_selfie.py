@@ -70,15 +70,23 @@ def _transpose_conv_op(model):
     return graph, ops[0]
 
 
+def custom_op_params(model: bytes) -> tuple[int, int, int]:
+    """The custom op's TfLiteTransposeConvParams: (padding, stride_w, stride_h)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    _, op = _transpose_conv_op(flatbuffer_utils.convert_bytearray_to_object(bytearray(model)))
+    return struct.unpack("<3i", bytes(op.customOptions))
+
+
 def builtin_transpose_conv(model: bytes) -> bytes:
     """A copy of the .tflite `model` whose Convolution2DTransposeBias op is the builtin TRANSPOSE_CONV with
     the same kernel, bias, padding and strides (inputs: output shape, kernel, input, bias)."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
+    padding, stride_w, stride_h = custom_op_params(model)
     m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
     graph, op = _transpose_conv_op(m)
-    padding, stride_w, stride_h = struct.unpack("<3i", bytes(op.customOptions))
     if padding != TFLITE_PADDING_SAME:
         raise ValueError(f"{CUSTOM_OP.decode()}: padding {padding}, expected SAME")
 

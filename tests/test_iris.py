@@ -3,15 +3,14 @@ exists: refined meshes tell shut eyes from open ones on real clips from ../share
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import converter, mediapipe_wheel
 from vidmoji.face.iris import EYE_MESH_INDICES, EyeRefiner, crop_eyes, eye_rois
 from vidmoji.face.locate import FaceLocator
 
@@ -89,14 +88,8 @@ def clips(refiner) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def tflite_model() -> bytes:
     """iris_landmark.tflite from the wheel the converter reads (path overridable with MEDIAPIPE_WHEEL)."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (test extra) is not installed")
-    spec = importlib.util.spec_from_file_location("convert_iris", ROOT / "scripts" / "convert_iris.py")
-    conv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conv)
-    wheel = Path(os.environ.get("MEDIAPIPE_WHEEL", conv.MEDIAPIPE_WHEEL))
-    if not wheel.exists():
-        pytest.skip(f"{wheel} (source of iris_landmark.tflite) not found; set MEDIAPIPE_WHEEL")
-    return conv.read_model(wheel, conv.IRIS_MEMBER)
+    conv = converter("convert_iris")
+    return conv.read_model(mediapipe_wheel(conv, "iris_landmark.tflite"), conv.IRIS_MEMBER)
 
 
 def run_tflite(model: bytes, images: torch.Tensor) -> list[np.ndarray]:
