@@ -521,10 +521,10 @@ def draw_face(look: Look, shape: FaceShape) -> list[str]:
 # All drawn in the face's frame (face width 100 units, origin the face centre, y down), the frame of the face
 # parts, and placed with the face's placement, so they sit on every face shape of the style.
 
-HAIR_TOP = -96.0          # the crown of a full head of hair (real hair masks reach -115..-130 above a face)
-HAIR_WIDE = 62.0          # half width of the hair at the temples
+HAIR_TOP = -104.0         # the crown of a full head of hair (real hair masks reach -115..-130 above a face)
+HAIR_WIDE = 67.0          # half width of the hair at the temples
 TEMPLE_Y = -25.0          # where the dome of the hair is widest
-FRINGE_END = (54.0, -30.0)  # where a fringe meets the hair at the temples (outside every face shape)
+FRINGE_END = (54.0, -37.0)  # where a fringe meets the hair at the temples (outside every face shape)
 FRINGE_LOW = -40.0        # a fringe never reaches below this: the brows (about -26, raised -33) stay clear
 
 
@@ -628,20 +628,20 @@ class HairStyle:
 
 HAIRS = (
     HairStyle("bald", ("bald", "bald"), (), None),
-    HairStyle("cropped", ("short", "cropped"), ("dome",), "hairline", top=-88.0, wide=57.0, bottom=-14.0),
-    HairStyle("side_part", ("short", "side_part"), ("dome",), "side_sweep", top=-98.0, wide=60.0, bottom=-6.0),
-    HairStyle("curly", ("short", "curly"), ("dome",), "curls", top=-102.0, wide=64.0, bottom=-2.0, bumps=9),
-    HairStyle("afro", ("short", "afro"), ("dome",), "curls", top=-114.0, wide=78.0, bottom=4.0, bumps=13),
-    HairStyle("bob", ("medium", "bob"), ("dome",), "bangs", top=-98.0, wide=63.0, bottom=44.0, inner=14.0),
-    HairStyle("shoulder", ("medium", "shoulder"), ("dome",), "middle_part", top=-98.0, wide=62.0, bottom=88.0,
+    HairStyle("cropped", ("short", "cropped"), ("dome",), "hairline", top=-96.0, wide=62.0, bottom=-14.0),
+    HairStyle("side_part", ("short", "side_part"), ("dome",), "side_sweep", top=-106.0, wide=65.0, bottom=-6.0),
+    HairStyle("curly", ("short", "curly"), ("dome",), "curls", top=-110.0, wide=69.0, bottom=-2.0, bumps=9),
+    HairStyle("afro", ("short", "afro"), ("dome",), "curls", top=-122.0, wide=81.0, bottom=4.0, bumps=13),
+    HairStyle("bob", ("medium", "bob"), ("dome",), "bangs", top=-106.0, wide=68.0, bottom=44.0, inner=14.0),
+    HairStyle("shoulder", ("medium", "shoulder"), ("dome",), "middle_part", top=-106.0, wide=67.0, bottom=88.0,
               flare=8.0, inner=18.0),
-    HairStyle("long_straight", ("long", "straight"), ("dome",), "middle_part", top=-98.0, wide=62.0,
+    HairStyle("long_straight", ("long", "straight"), ("dome",), "middle_part", top=-106.0, wide=67.0,
               bottom=165.0, flare=8.0),
-    HairStyle("long_wavy", ("long", "wavy"), ("dome",), "side_sweep", top=-100.0, wide=64.0, bottom=165.0,
+    HairStyle("long_wavy", ("long", "wavy"), ("dome",), "side_sweep", top=-108.0, wide=69.0, bottom=165.0,
               flare=14.0, wave=5.0),
-    HairStyle("long_bangs", ("long", "bangs"), ("dome",), "bangs", top=-98.0, wide=62.0, bottom=165.0, flare=6.0),
-    HairStyle("bun", ("tied", "bun"), ("dome", "bun"), "hairline", top=-90.0, wide=56.0, bottom=-16.0),
-    HairStyle("ponytail", ("tied", "ponytail"), ("dome", "ponytail"), "hairline", top=-90.0, wide=56.0, bottom=-16.0),
+    HairStyle("long_bangs", ("long", "bangs"), ("dome",), "bangs", top=-106.0, wide=67.0, bottom=165.0, flare=6.0),
+    HairStyle("bun", ("tied", "bun"), ("dome", "bun"), "hairline", top=-98.0, wide=61.0, bottom=-16.0),
+    HairStyle("ponytail", ("tied", "ponytail"), ("dome", "ponytail"), "hairline", top=-98.0, wide=61.0, bottom=-16.0),
 )
 
 
@@ -668,7 +668,7 @@ def fringe(kind: str, ex: float = FRINGE_END[0]) -> list[tuple[float, float]]:
     if kind == "bangs":  # cut straight across
         return smooth([(-ex, ey), (-48, -41), (-24, -42.5), (0, -43), (24, -42.5), (48, -41), (ex, ey)])
     if kind == "middle_part":  # curtains parted in the middle
-        return smooth([(-ex, ey + 2), (-40, -44), (-16, -56), (0, -62), (16, -56), (40, -44), (ex, ey + 2)])
+        return smooth([(-ex, ey), (-40, -46), (-16, -57), (0, -62), (16, -57), (40, -46), (ex, ey)])
     if kind == "curls":  # a row of curls along the hairline
         n = 7
         pts = []

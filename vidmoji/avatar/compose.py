@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from vidmoji import parts
-from vidmoji.avatar.templates import (Look, Style, avatar_view, draw_order, has_pupils, part_extent, quantize_gaze,
-                                      render_part_layer)
+from vidmoji.avatar.templates import (Look, Style, avatar_view, draw_order, has_pupils, quantize_gaze,
+                                      render_part_layer, render_rgba, window_frame)
 
 BACKGROUND = (245, 245, 240)
 # The avatar's head follows the face's scale and position only within these bounds, so a face walking
@@ -23,8 +23,8 @@ OVERLAY_FACE_COVER = 3.2
 # Where a real head of hair reaches above the face's centre, face units (face width 100): the crown of the
 # hair masks (person minus face, MediaPipe's selfie segmentation) of the public photos lies at -114..-130.
 # An overlaid avatar with hair is grown (by at most HAIR_COVER_MAX) until its drawn hair reaches this high.
-HAIR_COVER_TOP = -115.0
-HAIR_COVER_MAX = 1.25
+HAIR_COVER_TOP = -122.0
+HAIR_COVER_MAX = 1.3
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,10 @@ class AvatarComposer:
             cover *= self._view[2] / self.style.canvas[0]
         if self.look is not None and self.look.hair is not None:
             hair = self._parts[self.look.hair]
-            extent = part_extent(hair)
-            if extent is not None:
+            crown = hair_crown(hair)
+            if crown is not None:
                 p, face = self.style.placement(hair.slot), self.style.placement("face")
-                top = (p.y + extent[1] * p.scale - face.y) / face.scale      # face units
+                top = (p.y + crown * p.scale - face.y) / face.scale      # face units
                 if top < 0:
                     cover *= float(np.clip(HAIR_COVER_TOP / top, 1.0, HAIR_COVER_MAX))
         return cover
@@ -116,6 +116,22 @@ class AvatarComposer:
         if len(ys) == 0:
             return layer, None
         return layer, (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+
+
+def hair_crown(part) -> float | None:
+    """How high a hair part reaches over the middle of the head (x within +-40 units): the median over
+    those columns of the topmost drawn pixel, in the part's units (a bun on top barely moves it). None:
+    it draws nothing there."""
+    w = window_frame(part.slot)
+    size = 2 * round(w.half)                                   # about one pixel per unit
+    alpha = render_rgba(part, size)[..., 3] > 0
+    u = 2 * w.half / size
+    x0 = round((-40 - (w.cx - w.half)) / u)
+    cols = alpha[:, x0:x0 + round(80 / u)]
+    tops = [np.argmax(c) for c in cols.T if c.any()]
+    if not tops:
+        return None
+    return float(w.cy - w.half + np.median(tops) * u)
 
 
 def _blend(dst: np.ndarray, rgba: np.ndarray, opacity: float = 1.0) -> None:
