@@ -25,6 +25,9 @@ OVERLAY_FACE_COVER = 3.2
 # An overlaid avatar with hair is grown (by at most HAIR_COVER_MAX) until its drawn hair reaches this high.
 HAIR_COVER_TOP = -122.0
 HAIR_COVER_MAX = 1.3
+# With a look, the layers drawn before the first of the other slots (hair behind, face, fringe) are blended
+# once per face part and kept.
+_BASE_SLOTS = frozenset({"hair", "face"})
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,26 @@ class AvatarComposer:
 
     @lru_cache(maxsize=512)
     def _avatar(self, choice: tuple[str, ...], gaze: tuple[float, float]) -> np.ndarray:
+        layers = self._layers(choice)
+        if self.look is None:
+            out = np.zeros((self.size, self.size, 4), np.float32)
+        else:  # the layers behind the features (hair, face, fringe) change with the face part only: cached
+            n = next((i for i, (pid, _) in enumerate(layers) if self._parts[pid].slot not in _BASE_SLOTS), len(layers))
+            out = self._base(tuple(layers[:n])).copy()
+            layers = layers[n:]
+        self._blend_layers(out, layers, gaze)
+        return out.round().astype(np.uint8)
+
+    @lru_cache(maxsize=16)
+    def _base(self, layers: tuple[tuple[str, str], ...]) -> np.ndarray:
         out = np.zeros((self.size, self.size, 4), np.float32)
-        for part_id, layer_name in self._layers(choice):
+        self._blend_layers(out, list(layers), (0.0, 0.0))
+        out.setflags(write=False)
+        return out
+
+    def _blend_layers(self, out: np.ndarray, layers: list[tuple[str, str]], gaze: tuple[float, float]) -> None:
+        """Alpha-blend the (part id, layer) layers over `out` ((size, size, 4) float32), in order."""
+        for part_id, layer_name in layers:
             layer, box = self._layer(part_id, gaze if has_pupils(self._parts[part_id]) else (0.0, 0.0), layer_name)
             if box is None:
                 continue
@@ -103,7 +124,6 @@ class AvatarComposer:
             a = src[..., 3:] / 255.0
             dst[..., :3] = src[..., :3] * a + dst[..., :3] * (1 - a)
             dst[..., 3:] = 255.0 * a + dst[..., 3:] * (1 - a)
-        return out.round().astype(np.uint8)
 
     @lru_cache(maxsize=2048)
     def _layer(self, part_id: str, gaze: tuple[float, float], layer_name: str = ""
