@@ -625,6 +625,9 @@ class HairStyle:
     bumps: int = 0
     wave: float = 0.0
 
+    def length_tag(self) -> str:
+        return self.tags[0]
+
 
 HAIRS = (
     HairStyle("bald", ("bald", "bald"), (), None),
@@ -640,8 +643,8 @@ HAIRS = (
     HairStyle("long_wavy", ("long", "wavy"), ("dome",), "side_sweep", top=-108.0, wide=69.0, bottom=165.0,
               flare=14.0, wave=5.0),
     HairStyle("long_bangs", ("long", "bangs"), ("dome",), "bangs", top=-106.0, wide=67.0, bottom=165.0, flare=6.0),
-    HairStyle("bun", ("tied", "bun"), ("dome", "bun"), "hairline", top=-98.0, wide=61.0, bottom=-16.0),
-    HairStyle("ponytail", ("tied", "ponytail"), ("dome", "ponytail"), "hairline", top=-98.0, wide=61.0, bottom=-16.0),
+    HairStyle("bun", ("tied", "bun"), ("dome", "bun"), "hairline", top=-98.0, wide=61.0, bottom=-4.0),
+    HairStyle("ponytail", ("tied", "ponytail"), ("dome", "ponytail"), "hairline", top=-98.0, wide=61.0, bottom=-4.0),
 )
 
 
@@ -661,8 +664,8 @@ def smooth(points: list[tuple[float, float]], n: int = 8) -> list[tuple[float, f
 def fringe(kind: str, ex: float = FRINGE_END[0]) -> list[tuple[float, float]]:
     """The lower edge of a fringe, from its left end to its right end (x from -ex to ex, at the temples)."""
     ey = FRINGE_END[1]
-    if kind == "hairline":  # hair brushed back: a forehead shows
-        return [(ex * t, ey - 20.0 * (1 - t * t) ** 0.6) for t in ts()]
+    if kind == "hairline":  # hair brushed back: a forehead shows, the hairline dipping a little in the middle
+        return smooth([(-ex, ey), (-44, -50), (-26, -58), (0, -55), (26, -58), (44, -50), (ex, ey)])
     if kind == "side_sweep":  # parted on the subject's right, swept across the forehead
         return smooth([(-ex, ey), (-40, -50), (-24, -60), (-6, -52), (18, -45), (40, -41), (ex, ey)])
     if kind == "bangs":  # cut straight across
@@ -733,9 +736,10 @@ def strands(hair: HairStyle) -> list[str]:
         return []
     edge = fringe(hair.front, FRINGE_END[0])
     out = []
-    for t in (0.25, 0.45, 0.65):
+    pulled = hair.length_tag() == "tied"   # pulled back: strands run from the hairline to the crown
+    for t in ((0.2, 0.35, 0.5, 0.65, 0.8) if pulled else (0.25, 0.45, 0.65)):
         x, y = edge[round(t * (len(edge) - 1))]
-        sx, sy = x * 0.45, hair.top + 16
+        sx, sy = (x * 0.15, hair.top + 4) if pulled else (x * 0.45, hair.top + 16)
         out.append(f"M{num(sx)} {num(sy)}Q{num(x * 0.9)} {num((sy + y) / 2 - 4)} {num(x)} {num(y - 3)}")
     return out
 
