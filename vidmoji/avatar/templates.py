@@ -127,8 +127,9 @@ class Style:
         raise StyleError(f"style {self.name!r} has no skin {skin!r}; palette: {', '.join(palette)}")
 
     def hair_colour(self, name: str | None = None) -> str:
-        """A hair palette name or a "#RRGGBB" colour -> "#RRGGBB" (None: the style's default hair colour)."""
-        palette = dict(self.hair_palette)
+        """A hair palette name or a "#RRGGBB" colour -> "#RRGGBB" (None: the style's default hair colour).
+        The words of parts.HAIR_COLOURS always resolve: from the style's palette, else the shared one."""
+        palette = {**DEFAULT_HAIR_PALETTE, **dict(self.hair_palette)}
         name = self.default_hair_colour if name is None else name
         if name in palette:
             return palette[name]
