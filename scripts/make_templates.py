@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 from vidmoji import parts  # noqa: E402
 from vidmoji.avatar.templates import shade_colour as shade  # noqa: E402
+from vidmoji.avatar.templates import DEFAULT_HAIR_PALETTE, window_frame  # noqa: E402
 
 AUTHOR = "vidmoji contributors"
 LICENCE = "CC0-1.0"
@@ -68,7 +69,7 @@ def el(tag: str, cls: str, **kw: object) -> str:
 
 def svg_doc(slot: str, body: list[str], defs: list[str] | None = None) -> str:
     """A part file: the viewBox is the slot's window in part units."""
-    w = parts.WINDOW_FRAMES[slot]
+    w = window_frame(slot)
     x0, y0, side = w.cx - w.half, w.cy - w.half, 2 * w.half
     lines = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{num(x0)} {num(y0)} {num(side)} {num(side)}"'
              f' width="{num(side)}" height="{num(side)}">']
@@ -127,6 +128,13 @@ class Look:
     cupid_bow: float
     nose_style: str          # "shade" | "lines" | "dot"
     blush: str | None
+    hair_own: tuple[tuple[str, str], ...] = ()   # the style's own cartoon hair colours (name, "#RRGGBB")
+    default_hair: str = "dark_brown"
+    hair_ink: str | None = None   # a fixed outline colour for hair (line art); None: a shade of the hair colour
+    hair_line_px: float = 2.5
+    frame: str = "#2E2A28"        # glasses frame colour
+    frame_px: float = 3.6
+    lens: str = "#D8ECFF"
 
     def width(self, placement: Placement, px: float | None = None) -> float:
         """A canvas width in pixels as part units for the slot drawn at `placement`."""
@@ -136,6 +144,8 @@ class Look:
         return {
             "face": self.face, "eye_left": self.eye_left, "eye_right": self.eye_right,
             "brow_left": self.eye_left, "brow_right": self.eye_right, "nose": self.nose, "mouth": self.mouth,
+            # identity slots are drawn in the face's frame
+            "hair": self.face, "glasses": self.face, "facial_hair": self.face,
         }
 
 
@@ -155,6 +165,7 @@ LOOKS = (
         eye_roundness=0.75, lashes=False, brow="#4E2F18", brow_thickness=15.0,
         upper_lip="#C24E3A", lower_lip="#D8654E", inner_mouth="#5A1A1A", tongue="#E07078",
         teeth="#FFFFFF", lip_outline=False, lip_scale=1.04, cupid_bow=0.25, nose_style="shade", blush=None,
+        hair_own=(("chestnut", "#8A4B22"),), default_hair="chestnut", hair_line_px=2.5, frame="#2E2A28",
     ),
     Look(
         name="line", title="Line art",
@@ -166,6 +177,8 @@ LOOKS = (
         eye_roundness=0.9, lashes=False, brow="#1A1A1A", brow_thickness=14.0,
         upper_lip="#FFFFFF", lower_lip="#FFFFFF", inner_mouth="#1A1A1A", tongue="#FFFFFF",
         teeth="#FFFFFF", lip_outline=True, lip_scale=1.0, cupid_bow=0.3, nose_style="lines", blush=None,
+        hair_own=(("ink", "#1A1A1A"), ("paper", "#FFFFFF")), default_hair="ink", hair_ink="#1A1A1A",
+        hair_line_px=3.2, frame="#1A1A1A", frame_px=3.6, lens="#FFFFFF",
     ),
     Look(
         name="cute", title="Cute",
@@ -177,6 +190,8 @@ LOOKS = (
         eye_roundness=0.45, lashes=True, brow="#634036", brow_thickness=13.0,
         upper_lip="#F59AA8", lower_lip="#F38A9C", inner_mouth="#A8324F", tongue="#FF8FA3",
         teeth="#FFFFFF", lip_outline=False, lip_scale=0.96, cupid_bow=0.0, nose_style="dot", blush="#FF8FA3",
+        hair_own=(("cocoa", "#6B4A3A"), ("pink", "#F4A3C0"), ("lilac", "#B79CE0")), default_hair="cocoa",
+        hair_line_px=2.0, frame="#7A4E8C", frame_px=4.0, lens="#E8F0FF",
     ),
 )
 
@@ -502,6 +517,372 @@ def draw_face(look: Look, shape: FaceShape) -> list[str]:
     return body
 
 
+# --- identity parts: hair, glasses, facial hair ---------------------------------------------------------
+# All drawn in the face's frame (face width 100 units, origin the face centre, y down), the frame of the face
+# parts, and placed with the face's placement, so they sit on every face shape of the style.
+
+HAIR_TOP = -104.0         # the crown of a full head of hair (real hair masks reach -115..-130 above a face)
+HAIR_WIDE = 67.0          # half width of the hair at the temples
+TEMPLE_Y = -25.0          # where the dome of the hair is widest
+FRINGE_END = (54.0, -37.0)  # where a fringe meets the hair at the temples (outside every face shape)
+FRINGE_LOW = -40.0        # a fringe never reaches below this: the brows (about -26, raised -33) stay clear
+
+
+def _polar(points: list[tuple[float, float]], angles: list[float]) -> list[float]:
+    """The radius of a star-shaped outline (around the origin) at each polar angle."""
+    pts = sorted((math.atan2(y, x), math.hypot(x, y)) for x, y in points)
+    phis = [p for p, _ in pts]
+    out = []
+    for a in angles:
+        i = next((k for k, p in enumerate(phis) if p >= a), len(phis))
+        (p0, r0), (p1, r1) = pts[(i - 1) % len(pts)], pts[i % len(pts)]
+        if p1 < p0:
+            p1 += 2 * math.pi
+        aa = a if a >= p0 else a + 2 * math.pi
+        out.append(r0 + (r1 - r0) * ((aa - p0) / (p1 - p0) if p1 != p0 else 0.0))
+    return out
+
+
+def face_core(margin: float = 1.5, n: int = 192) -> list[tuple[float, float]]:
+    """The outline shared by every face shape (the smallest radius of any, per angle), shrunk by margin:
+    hair drawn up to it meets every face without a gap, and hides nothing of it."""
+    angles = [-math.pi + 2 * math.pi * i / n for i in range(n)]
+    radii = [min(rs) - margin for rs in zip(*(_polar(face_outline(f), angles) for f in FACES))]
+    return [(r * math.cos(a), r * math.sin(a)) for a, r in zip(angles, radii)]
+
+
+CORE = face_core()
+
+
+def core_x(y: float) -> float:
+    """Half width of the face core at height y (its right side)."""
+    right = sorted((py, px) for px, py in CORE if px >= 0)
+    for (y0, x0), (y1, x1) in zip(right, right[1:]):
+        if y0 <= y <= y1:
+            return x0 + (x1 - x0) * (y - y0) / (y1 - y0) if y1 != y0 else max(x0, x1)
+    return 0.0
+
+
+def core_arc(y: float) -> list[tuple[float, float]]:
+    """The face core's upper outline above height y, from its right side over the top to its left side."""
+    x = core_x(y)
+    upper = sorted(((px, py) for px, py in CORE if py < y), key=lambda p: -math.atan2(p[1], p[0]) % (2 * math.pi))
+    return [(x, y)] + upper + [(-x, y)]
+
+
+def dome(top: float, wide: float, bottom: float, bumps: int = 0, bump: float = 0.0,
+         centre: float = TEMPLE_Y) -> list[tuple[float, float]]:
+    """The outer outline of a head of hair from its left end at `bottom` over the crown to its right end:
+    a superellipse above the temples (`centre`); below them (short hair) the sides curl in to meet the
+    face core at `bottom`; `bumps` scallops (curls) of depth `bump` along it."""
+    n = SAMPLES * 2
+    pts = []
+    for i in range(n + 1):
+        a = math.pi + math.pi * i / n
+        c, s = math.cos(a), math.sin(a)
+        r = 1.0 + (bump * (0.5 + 0.5 * math.cos(bumps * 2 * (a - math.pi))) / wide if bumps else 0.0)
+        x = wide * r * math.copysign(abs(c) ** (2 / 2.4), c)
+        y = centre + (centre - top) * r * math.copysign(abs(s) ** (2 / 2.4), s)
+        pts.append((x, y))
+    if bottom > centre:  # the sides: down from the temples, curling in to the face
+        xc = core_x(bottom)
+        side = smooth([pts[-1], (wide - 0.5, centre + 0.45 * (bottom - centre)),
+                       (wide - 0.35 * (wide - xc), bottom - 1.5), (xc, bottom)], 6)[1:]
+        pts = [(-x, y) for x, y in side[::-1]] + pts + side
+    return pts
+
+
+def dome_x(outline: list[tuple[float, float]], y: float) -> float:
+    """Where a dome's right side crosses height y (above its widest point)."""
+    right = [(px, py) for px, py in outline if px > 0]
+    for (x0, y0), (x1, y1) in zip(right, right[1:]):
+        if (y0 - y) * (y1 - y) <= 0 and y0 != y1:
+            return x0 + (x1 - x0) * (y - y0) / (y1 - y0)
+    return max(px for px, _ in right)
+
+
+def wavy(y0: float, y1: float, x0: float, x1: float, amp: float, period: float, n: int = SAMPLES) -> list:
+    """A side of hanging hair from (x0, y0) to (x1, y1), waving by amp with the given period (units)."""
+    pts = []
+    for i in range(n + 1):
+        t = i / n
+        y = y0 + (y1 - y0) * t
+        pts.append((x0 + (x1 - x0) * t + amp * math.sin(2 * math.pi * (y - y0) / period) * min(1.0, t * 4), y))
+    return pts
+
+
+@dataclass(frozen=True)
+class HairStyle:
+    name: str
+    tags: tuple[str, ...]
+    back: tuple[str, ...]     # back-layer pieces (see `hair_back`)
+    front: str | None         # the fringe: None (bald) or a `fringe` kind
+    top: float = HAIR_TOP
+    wide: float = HAIR_WIDE
+    bottom: float = -12.0     # where the hair's sides end (units; the window's bottom is 165)
+    flare: float = 0.0        # how much wider the ends are than the temples
+    inner: float = 20.0       # below this, hanging hair's inner edge drops straight down
+    bumps: int = 0
+    wave: float = 0.0
+
+    def length_tag(self) -> str:
+        return self.tags[0]
+
+
+HAIRS = (
+    HairStyle("bald", ("bald", "bald"), (), None),
+    HairStyle("cropped", ("short", "cropped"), ("dome",), "hairline", top=-96.0, wide=62.0, bottom=-14.0),
+    HairStyle("side_part", ("short", "side_part"), ("dome",), "side_sweep", top=-106.0, wide=65.0, bottom=-6.0),
+    HairStyle("curly", ("short", "curly"), ("dome",), "curls", top=-110.0, wide=69.0, bottom=-2.0, bumps=9),
+    HairStyle("afro", ("short", "afro"), ("dome",), "curls", top=-122.0, wide=81.0, bottom=4.0, bumps=13),
+    HairStyle("bob", ("medium", "bob"), ("dome",), "bangs", top=-106.0, wide=68.0, bottom=44.0, inner=14.0),
+    HairStyle("shoulder", ("medium", "shoulder"), ("dome",), "middle_part", top=-106.0, wide=67.0, bottom=88.0,
+              flare=8.0, inner=18.0),
+    HairStyle("long_straight", ("long", "straight"), ("dome",), "middle_part", top=-106.0, wide=67.0,
+              bottom=165.0, flare=8.0),
+    HairStyle("long_wavy", ("long", "wavy"), ("dome",), "side_sweep", top=-108.0, wide=69.0, bottom=165.0,
+              flare=14.0, wave=5.0),
+    HairStyle("long_bangs", ("long", "bangs"), ("dome",), "bangs", top=-106.0, wide=67.0, bottom=165.0, flare=6.0),
+    HairStyle("bun", ("tied", "bun"), ("dome", "bun"), "hairline", top=-98.0, wide=61.0, bottom=-4.0),
+    HairStyle("ponytail", ("tied", "ponytail"), ("dome", "ponytail"), "hairline", top=-98.0, wide=61.0, bottom=-4.0),
+)
+
+
+def smooth(points: list[tuple[float, float]], n: int = 8) -> list[tuple[float, float]]:
+    """A Catmull-Rom curve through the points (n samples per segment), ends included."""
+    pts = [points[0], *points, points[-1]]
+    out = [points[0]]
+    for i in range(1, len(pts) - 2):
+        p0, p1, p2, p3 = pts[i - 1], pts[i], pts[i + 1], pts[i + 2]
+        for k in range(1, n + 1):
+            t = k / n
+            out.append(tuple(0.5 * (2 * b + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t * t
+                                    + (-a + 3 * b - 3 * c + d) * t ** 3) for a, b, c, d in zip(p0, p1, p2, p3)))
+    return out
+
+
+def fringe(kind: str, ex: float = FRINGE_END[0]) -> list[tuple[float, float]]:
+    """The lower edge of a fringe, from its left end to its right end (x from -ex to ex, at the temples)."""
+    ey = FRINGE_END[1]
+    if kind == "hairline":  # hair brushed back: a forehead shows, the hairline dipping a little in the middle
+        return smooth([(-ex, ey), (-44, -50), (-26, -58), (0, -55), (26, -58), (44, -50), (ex, ey)])
+    if kind == "side_sweep":  # parted on the subject's right, swept across the forehead
+        return smooth([(-ex, ey), (-40, -50), (-24, -60), (-6, -52), (18, -45), (40, -41), (ex, ey)])
+    if kind == "bangs":  # cut straight across
+        return smooth([(-ex, ey), (-48, -41), (-24, -42.5), (0, -43), (24, -42.5), (48, -41), (ex, ey)])
+    if kind == "middle_part":  # curtains parted in the middle
+        return smooth([(-ex, ey), (-40, -46), (-16, -57), (0, -62), (16, -57), (40, -46), (ex, ey)])
+    if kind == "curls":  # a row of curls along the hairline
+        n = 7
+        pts = []
+        for i in range(SAMPLES + 1):
+            t = -1.0 + 2.0 * i / SAMPLES
+            y = -52.0 + 4.0 * (1 - t * t) + 6.0 * abs(math.sin(math.pi * n * (t + 1) / 2))
+            pts.append((ex * t, y if abs(t) < 0.9 else ey + (y - ey) * (1 - abs(t)) / 0.1))
+        return pts
+    raise ValueError(kind)
+
+
+def hair_back(hair: HairStyle) -> list[list[tuple[float, float]]]:
+    """The closed outlines of the back layer: the hair around the face (its inner edge on the face core),
+    then any bun or ponytail."""
+    shapes = []
+    if "dome" in hair.back:
+        if hair.bottom <= hair.inner:  # short: ends beside the face, above the ears
+            outer = dome(hair.top, hair.wide, hair.bottom, hair.bumps, 4.0)
+            shapes.append(outer + core_arc(hair.bottom))
+        else:  # hanging: sides down to `bottom`, apart from the face below `inner`
+            crown = dome(hair.top, hair.wide, TEMPLE_Y, hair.bumps, 4.0)
+            xi = core_x(hair.inner)
+            span = hair.bottom - TEMPLE_Y
+            right = wavy(TEMPLE_Y, hair.bottom, hair.wide, hair.wide + hair.flare, hair.wave, 36.0)
+            inner_right = wavy(hair.inner, hair.bottom, xi, xi + hair.flare * (hair.bottom - hair.inner) / span,
+                               hair.wave, 36.0)
+            # rounded tips: a half circle from the outer side's end to the inner side's
+            r = (right[-1][0] - inner_right[-1][0]) / 2
+            cx = inner_right[-1][0] + r
+            right = [(x, y) for x, y in right if y <= hair.bottom - r]
+            inner_right = [(x, y) for x, y in inner_right if y <= hair.bottom - r]
+            tip_r = [(cx + r * math.cos(math.pi * k / 12), hair.bottom - r + r * math.sin(math.pi * k / 12))
+                     for k in range(1, 12)]
+            left = [(-x, y) for x, y in right]
+            inner_left = [(-x, y) for x, y in inner_right]
+            outline = (left[::-1] + crown[1:-1] + right + tip_r + inner_right[::-1] + core_arc(hair.inner)
+                       + inner_left + [(-x, y) for x, y in tip_r[::-1]])
+            shapes.append(outline)
+    if "bun" in hair.back:
+        shapes.append([(16 * math.cos(a), hair.top - 13 + 15 * math.sin(a))
+                       for a in (2 * math.pi * i / SAMPLES for i in range(SAMPLES))])
+    if "ponytail" in hair.back:  # gathered at the back, falling beside the neck on the subject's left
+        shapes.append(smooth([(38, -62), (62, -44), (74, -6), (72, 40), (62, 86), (54, 112), (50, 84),
+                              (54, 40), (52, 0), (40, -30)]))
+    return shapes
+
+
+def hair_front(hair: HairStyle) -> list[tuple[float, float]] | None:
+    """The closed outline of the front layer: from the fringe's edge up to the crown, along the back
+    layer's own outline (so that the two read as one head of hair)."""
+    if hair.front is None:
+        return None
+    crown = dome(hair.top, hair.wide, TEMPLE_Y, hair.bumps, 4.0)
+    end_y = FRINGE_END[1]
+    edge = fringe(hair.front, dome_x(crown, end_y) - 0.5)
+    return edge + [(x, y) for x, y in crown[::-1] if y < end_y]
+
+
+def strands(hair: HairStyle) -> list[str]:
+    """Path data of a few strands running from the crown to the fringe."""
+    if hair.front is None:
+        return []
+    edge = fringe(hair.front, FRINGE_END[0])
+    out = []
+    pulled = hair.length_tag() == "tied"   # pulled back: strands run from the hairline to the crown
+    for t in ((0.2, 0.35, 0.5, 0.65, 0.8) if pulled else (0.25, 0.45, 0.65)):
+        x, y = edge[round(t * (len(edge) - 1))]
+        sx, sy = (x * 0.15, hair.top + 4) if pulled else (x * 0.45, hair.top + 16)
+        out.append(f"M{num(sx)} {num(sy)}Q{num(x * 0.9)} {num((sy + y) / 2 - 4)} {num(x)} {num(y - 3)}")
+    return out
+
+
+def draw_hair(look: Look, hair: HairStyle, colour: str) -> list[str]:
+    """A hair part: a back group (behind the face) and a front group (the fringe), painted from the hair
+    palette at compose time (`data-hair`)."""
+    lw = look.width(look.face, look.hair_line_px)
+    if look.hair_ink:
+        outline = dict(stroke=look.hair_ink, stroke_width=num(lw), stroke_linejoin="round")
+    else:
+        outline = dict(stroke=shade(colour, 0.7), stroke_width=num(lw), stroke_linejoin="round",
+                       data_hair_stroke="shade")
+    fill = dict(fill=colour, data_hair="fill")
+    back = [el("path", "hair", d=path_d(s), **fill, **outline) for s in hair_back(hair)]
+    if "bun" in hair.back:   # the tie at the bun's base
+        back.append(el("path", "deco", d=f"M-9 {num(hair.top - 1)}Q0 {num(hair.top + 2)} 9 {num(hair.top - 1)}",
+                       fill="none", **{k: v for k, v in outline.items() if k != "stroke_linejoin"}))
+    front = []
+    shape = hair_front(hair)
+    if shape is not None:
+        front.append(el("path", "hair", d=path_d(shape), **fill, **outline))
+        strand = dict(outline, stroke_width=num(lw * 0.7), stroke_linecap="round")
+        strand.pop("stroke_linejoin")
+        front += [el("path", "deco", d=d, fill="none", **strand) for d in strands(hair)]
+        if look.name == "cute":  # a glossy highlight
+            front.append(el("ellipse", "deco", cx="-22", cy=num(hair.top + 22), rx="14", ry="6", fill="#FFFFFF",
+                            opacity="0.35", transform=f"rotate(-20 -22 {num(hair.top + 22)})"))
+    return ['<g data-layer="back">', *back, "</g>", '<g data-layer="front">', *front, "</g>"]
+
+
+def face_units(look: Look, placement: Placement) -> tuple[float, float]:
+    """A slot's anchor in the face's frame (units)."""
+    return ((placement.x - look.face.x) / look.face.scale, (placement.y - look.face.y) / look.face.scale)
+
+
+@dataclass(frozen=True)
+class GlassesShape:
+    name: str
+    tags: tuple[str, ...]
+
+
+GLASSES = (GlassesShape("round", ("round",)), GlassesShape("rectangular", ("rectangular",)),
+           GlassesShape("aviator", ("aviator",)))
+
+
+def lens_outline(shape: str, rx: float, ry: float) -> list[tuple[float, float]]:
+    """A lens around the origin (the subject's right eye; +x towards the nose)."""
+    n = SAMPLES * 2
+    pts = []
+    for i in range(n):
+        a = 2 * math.pi * i / n
+        c, s = math.cos(a), math.sin(a)
+        if shape == "round":
+            pts.append((rx * c, rx * s))
+        elif shape == "rectangular":  # a rounded rectangle (superellipse)
+            pts.append((rx * math.copysign(abs(c) ** 0.4, c), ry * 0.85 * math.copysign(abs(s) ** 0.4, s)))
+        else:  # aviator: a teardrop, deeper on the outer side
+            drop = 1.0 + 0.35 * max(0.0, s) * max(0.0, -c)
+            pts.append((rx * c, ry * (s if s < 0 else s * drop) - 1.0))
+    return pts
+
+
+def draw_glasses(look: Look, shape: GlassesShape) -> list[str]:
+    """Glasses over both eyes (their centres from the style's placements), frame in the style's colour."""
+    ex, ey = face_units(look, look.eye_right)
+    eye_half = 50.0 * look.eye_right.scale / look.face.scale
+    rx, ry = eye_half + 4.5, eye_half * 0.85
+    lw = look.width(look.face, look.frame_px)
+    frame = dict(stroke=look.frame, stroke_width=num(lw), stroke_linejoin="round")
+    body = []
+    for side in (-1, 1):   # the subject's right eye (image left), then the left one
+        pts = [(ex * -side + x * -side, ey + y) for x, y in lens_outline(shape.name, rx, ry)]
+        body.append(el("path", "eye_g", d=path_d(pts), fill=look.lens, fill_opacity="0.3", **frame))
+        # the arm, from the lens's outer edge to the side of the head
+        body.append(el("path", "eye_g", d=f"M{num(side * (abs(ex) + rx))} {num(ey - ry * 0.4)}L{num(side * 49)} {num(ey - ry * 0.6)}",
+                       fill="none", stroke=look.frame, stroke_width=num(lw), stroke_linecap="round"))
+        if look.name == "cute":  # a glint on each lens
+            gx, gy = ex * -side - rx * 0.45, ey - ry * 0.35
+            body.append(el("path", "deco", d=f"M{num(gx)} {num(gy + 4)}Q{num(gx)} {num(gy)} {num(gx + 4)} {num(gy - 1)}",
+                           fill="none", stroke="#FFFFFF", stroke_width=num(lw * 0.8), stroke_linecap="round"))
+    inner = abs(ex) - rx
+    body.append(el("path", "eye_g", d=f"M{num(-inner)} {num(ey - 2)}Q0 {num(ey - 7)} {num(inner)} {num(ey - 2)}",
+                   fill="none", stroke=look.frame, stroke_width=num(lw), stroke_linecap="round"))
+    return body
+
+
+@dataclass(frozen=True)
+class FacialHairShape:
+    name: str
+    tags: tuple[str, ...]
+
+
+FACIAL_HAIRS = (FacialHairShape("stubble", ("stubble",)), FacialHairShape("moustache", ("moustache",)),
+                FacialHairShape("beard", ("beard",)))
+
+
+def draw_facial_hair(look: Look, shape: FacialHairShape, colour: str) -> tuple[list[str], list[str]]:
+    """Stubble, a moustache or a beard around the style's mouth, painted in the hair colour."""
+    _, my = face_units(look, look.mouth)
+    _, ny = face_units(look, look.nose)
+    nose_bottom = ny + 14.0 * look.nose.scale / look.face.scale
+    mw = 50.0 * look.mouth.scale / look.face.scale          # half the mouth's width
+    lw = look.width(look.face, look.hair_line_px)
+    fill = dict(fill=colour, data_hair="fill")
+    if look.hair_ink:
+        outline = dict(stroke=look.hair_ink, stroke_width=num(lw), stroke_linejoin="round")
+    else:
+        outline = dict(stroke=shade(colour, 0.7), stroke_width=num(lw), stroke_linejoin="round",
+                       data_hair_stroke="shade")
+    top, low = nose_bottom + 1.5, my - 3.0
+    moustache = smooth([(-mw - 4, my + 3), (-mw + 2, low - 1), (-mw * 0.4, top + 1), (0, top + 2.5),
+                        (mw * 0.4, top + 1), (mw - 2, low - 1), (mw + 4, my + 3), (mw * 0.5, low + 0.5),
+                        (0, low - 1), (-mw * 0.5, low + 0.5), (-mw - 4, my + 3)], 6)
+    mouth_hole = [(0 + (mw + 4) * math.cos(a), my + 2 + 9 * math.sin(a))
+                  for a in (-2 * math.pi * i / SAMPLES for i in range(SAMPLES))]   # opposite winding
+    if shape.name == "moustache":
+        return [], [el("path", "hair", d=path_d(moustache), **fill, **outline)]
+    if shape.name == "beard":
+        outer = smooth([(-45, -26), (-51, -24), (-54, 4), (-46, 40), (-26, 66), (0, 74), (26, 66), (46, 40),
+                        (54, 4), (51, -24), (45, -26), (44, 0), (34, 18), (mw + 5, nose_bottom + 4),
+                        (0, nose_bottom + 6), (-mw - 5, nose_bottom + 4), (-34, 18), (-44, 0), (-45, -26)], 6)
+        d = path_d(outer) + path_d(mouth_hole)
+        return [], [el("path", "hair", d=d, fill_rule="evenodd", **fill, **outline),
+                    el("path", "hair", d=path_d(moustache), **fill, **outline)]
+    # stubble: a light, speckled shadow on the lower face, inside every face shape
+    below = [(x, y) for x, y in CORE if y > 2]
+    below.sort(key=lambda p: -p[0])
+    region = below + smooth([(-core_x(2), 2), (-32, 16), (-mw - 4, nose_bottom + 4), (0, nose_bottom + 5),
+                             (mw + 4, nose_bottom + 4), (32, 16), (core_x(2), 2)], 6)
+    d = path_d(region) + path_d(mouth_hole)
+    body = [el("path", "hair", d=d, fill_rule="evenodd", opacity="0.28", **fill)]
+    dots = []
+    for i in range(70):   # a fixed speckle (golden-angle spiral), clipped to the region
+        r, a = 0.5 + 0.5 * ((i * 0.618034) % 1.0), i * 2.39996
+        x, y = 40.0 * r * math.cos(a), 28.0 + 26.0 * r * math.sin(a)
+        inside = y > 8 and abs(x) < core_x(min(y, 50.0)) - 2 and not ((x / (mw + 5)) ** 2 + ((y - my - 2) / 10) ** 2 < 1)
+        if inside:
+            dots.append(f'<circle class="deco" cx="{num(x)}" cy="{num(y)}" r="0.7"/>')
+    body.append(f'<g class="deco" fill="{shade(colour, 0.6)}" data-hair="shade" opacity="0.6">' + "".join(dots) + "</g>")
+    return [], body
+
+
 # --- writing a style --------------------------------------------------------------------------------------
 
 TAG_DOCS = {
@@ -523,7 +904,20 @@ TAG_DOCS = {
     },
     "nose": {"first tag": "button | straight | wide: shape"},
     "face": {"first tag": "round | oval | square | heart | long: shape"},
+    "hair": {
+        "first tag (length)": "bald | short | medium | long | tied (parts.HAIR_LENGTHS)",
+        "second tag": "the cut: cropped, side_part, curly, afro, bob, shoulder, straight, wavy, bangs, bun, ponytail",
+        "layers": ('<g data-layer="back"> is drawn behind the face, <g data-layer="front"> (the fringe) over '
+                   "the forehead, under the eyes and brows"),
+        "colour": 'shapes marked data-hair="fill" take the hair colour, data-hair-stroke="shade" a darker shade',
+    },
+    "glasses": {"first tag": "round | rectangular | aviator: the frame's shape"},
+    "facial_hair": {"first tag": "stubble | moustache | beard (parts.FACIAL_HAIR), in the hair colour"},
 }
+
+# The hair palette every style shares (real hair colours: the words of parts.HAIR_COLOURS); a style adds its
+# own cartoon colours.
+HAIR_PALETTE = DEFAULT_HAIR_PALETTE
 
 
 def style_parts(look: Look) -> list[tuple[str, str, tuple[str, ...], str]]:
@@ -554,7 +948,19 @@ def style_parts(look: Look) -> list[tuple[str, str, tuple[str, ...], str]]:
         out.append(("nose", shape.name, shape.tags, svg_doc("nose", draw_nose(look, shape))))
     for shape in FACES:
         out.append(("face", shape.name, shape.tags, svg_doc("face", draw_face(look, shape))))
+    colour = hair_palette(look)[look.default_hair]
+    for hair in HAIRS:
+        out.append(("hair", hair.name, hair.tags, svg_doc("hair", draw_hair(look, hair, colour))))
+    for glasses in GLASSES:
+        out.append(("glasses", glasses.name, glasses.tags, svg_doc("glasses", draw_glasses(look, glasses))))
+    for beard in FACIAL_HAIRS:
+        defs, body = draw_facial_hair(look, beard, colour)
+        out.append(("facial_hair", beard.name, beard.tags, svg_doc("facial_hair", body, defs)))
     return out
+
+
+def hair_palette(look: Look) -> dict[str, str]:
+    return {**HAIR_PALETTE, **dict(look.hair_own)}
 
 
 def write_style(look: Look, root: Path) -> int:
@@ -567,7 +973,7 @@ def write_style(look: Look, root: Path) -> int:
         (folder / slot).mkdir(parents=True, exist_ok=True)
         (folder / file).write_text(text)
         entries.append({"id": f"{slot}.{name}", "slot": slot, "file": file, "tags": list(tags)})
-    order = {slot: i for i, slot in enumerate(parts.SLOTS)}
+    order = {slot: i for i, slot in enumerate(parts.ALL_SLOTS)}
     entries.sort(key=lambda e: order[e["slot"]])  # stable: keeps the drawing order within a slot
     meta = {
         "name": look.name,
@@ -579,6 +985,8 @@ def write_style(look: Look, root: Path) -> int:
         "placements": {slot: {"x": p.x, "y": p.y, "scale": p.scale} for slot, p in look.placements().items()},
         "palette": look.palette,
         "default_skin": look.default_skin,
+        "hair_palette": hair_palette(look),
+        "default_hair_colour": look.default_hair,
         "tags": TAG_DOCS,
         "parts": entries,
     }

@@ -149,14 +149,16 @@ def styles(templates: Optional[Path] = TEMPLATES) -> None:
 
     Example: vidmoji styles
     """
+    from vidmoji import parts
     from vidmoji.avatar.templates import list_styles, load_style
     for name in list_styles(templates):
         style = load_style(name, templates)
-        counts = {}
-        for part in style.parts:
-            counts[part.slot] = counts.get(part.slot, 0) + 1
-        shown = ", ".join(f"{slot} {n}" for slot, n in counts.items())
-        typer.echo(f"{name:8s} {style.title} — {shown}; licence {style.licence}, by {style.author}")
+        counts = {slot: len(style.parts_in(slot)) for slot in parts.ALL_SLOTS}
+        shown = ", ".join(f"{slot} {counts[slot]}" for slot in parts.SLOTS)
+        identity = ", ".join(f"{slot} {counts[slot]}" for slot in parts.IDENTITY_SLOTS if counts[slot])
+        hair_colours = ", ".join(c for c, _ in style.hair_palette)
+        typer.echo(f"{name:8s} {style.title} — {shown}; identity: {identity or 'none'}; hair colours: "
+                   f"{hair_colours}; licence {style.licence}, by {style.author}")
 
 
 @app.command()

@@ -10,13 +10,24 @@ import cv2
 import numpy as np
 
 from vidmoji import parts
-from vidmoji.avatar.templates import Style, has_pupils, quantize_gaze, render_part_layer
+from vidmoji.avatar.templates import (Look, Style, avatar_view, draw_order, has_pupils, quantize_gaze,
+                                      render_part_layer, render_rgba, window_frame)
 
 BACKGROUND = (245, 245, 240)
 # The avatar's head follows the face's scale and position only within these bounds, so a face walking
 # off-centre does not take the avatar out of the picture.
 _SCALE_RANGE = (0.75, 1.3)
 _SHIFT_LIMIT = 0.2
+# Overlay: the avatar canvas's width in inter-ocular distances (a drawn head is about 3 of them wide).
+OVERLAY_FACE_COVER = 3.2
+# Where a real head of hair reaches above the face's centre, face units (face width 100): the crown of the
+# hair masks (person minus face, MediaPipe's selfie segmentation) of the public photos lies at -114..-130.
+# An overlaid avatar with hair is grown (by at most HAIR_COVER_MAX) until its drawn hair reaches this high.
+HAIR_COVER_TOP = -122.0
+HAIR_COVER_MAX = 1.3
+# With a look, the layers drawn before the first of the other slots (hair behind, face, fringe) are blended
+# once per face part and kept.
+_BASE_SLOTS = frozenset({"hair", "face"})
 
 
 @dataclass(frozen=True)
@@ -40,39 +51,107 @@ def head_pose(mesh: np.ndarray) -> HeadPose:
 
 
 class AvatarComposer:
-    """Avatar pictures of one style, skin colour and size, cached per choice of parts."""
+    """Avatar pictures of one style, skin colour, size and look (hair, glasses, facial hair; None: none),
+    cached per choice of parts."""
 
-    def __init__(self, style: Style, skin: str, size: int):
-        self.style, self.skin, self.size = style, skin, size
+    def __init__(self, style: Style, skin: str, size: int, look: Look | None = None):
+        self.style, self.skin, self.size, self.look = style, skin, size, look
         self._parts = {p.id: p for p in style.parts}
+        self._view = avatar_view(style, look)
+        if look is not None:
+            style.hair_colour(look.hair_colour)   # an unknown colour fails here, not mid-render
+            for part_id in look.parts().values():
+                style.part(part_id)
+
+    @property
+    def face_cover(self) -> float:
+        """The avatar canvas's width in inter-ocular distances for `overlay_frame`: the drawn face as wide as
+        the real one (OVERLAY_FACE_COVER), widened with the frame that holds the hair, and grown (up to
+        HAIR_COVER_MAX) until the drawn hair reaches as high as real hair does (HAIR_COVER_TOP)."""
+        cover = OVERLAY_FACE_COVER
+        if self._view is not None:
+            cover *= self._view[2] / self.style.canvas[0]
+        if self.look is not None and self.look.hair is not None:
+            hair = self._parts[self.look.hair]
+            crown = hair_crown(hair)
+            if crown is not None:
+                p, face = self.style.placement(hair.slot), self.style.placement("face")
+                top = (p.y + crown * p.scale - face.y) / face.scale      # face units
+                if top < 0:
+                    cover *= float(np.clip(HAIR_COVER_TOP / top, 1.0, HAIR_COVER_MAX))
+        return cover
 
     def avatar(self, choice: tuple[str, ...], gaze=None) -> np.ndarray:
         """(size, size, 4) uint8 RGBA (premultiplied-free, straight alpha) of the parts in `choice`
-        (one part id per slot, in parts.SLOTS order), the pupils looking toward gaze (x, y) in [-1, 1]
-        (None: straight ahead)."""
+        (one part id per slot, in parts.SLOTS order) and of the look's, the pupils looking toward gaze
+        (x, y) in [-1, 1] (None: straight ahead)."""
         return self._avatar(choice, quantize_gaze(gaze))
+
+    def _layers(self, choice: tuple[str, ...]) -> list[tuple[str, str]]:
+        """(part id, layer) to blend, back to front."""
+        if self.look is None:
+            return [(part_id, "") for part_id in choice]
+        chosen = {self._parts[part_id].slot: part_id for part_id in choice}
+        chosen.update(self.look.parts())
+        return [(chosen[slot], layer) for slot, layer in draw_order(self.look) if slot in chosen]
 
     @lru_cache(maxsize=512)
     def _avatar(self, choice: tuple[str, ...], gaze: tuple[float, float]) -> np.ndarray:
+        layers = self._layers(choice)
+        if self.look is None:
+            out = np.zeros((self.size, self.size, 4), np.float32)
+        else:  # the layers behind the features (hair, face, fringe) change with the face part only: cached
+            n = next((i for i, (pid, _) in enumerate(layers) if self._parts[pid].slot not in _BASE_SLOTS), len(layers))
+            out = self._base(tuple(layers[:n])).copy()
+            layers = layers[n:]
+        self._blend_layers(out, layers, gaze)
+        return out.round().astype(np.uint8)
+
+    @lru_cache(maxsize=16)
+    def _base(self, layers: tuple[tuple[str, str], ...]) -> np.ndarray:
         out = np.zeros((self.size, self.size, 4), np.float32)
-        for part_id in choice:
-            layer, box = self._layer(part_id, gaze if has_pupils(self._parts[part_id]) else (0.0, 0.0))
+        self._blend_layers(out, list(layers), (0.0, 0.0))
+        out.setflags(write=False)
+        return out
+
+    def _blend_layers(self, out: np.ndarray, layers: list[tuple[str, str]], gaze: tuple[float, float]) -> None:
+        """Alpha-blend the (part id, layer) layers over `out` ((size, size, 4) float32), in order."""
+        for part_id, layer_name in layers:
+            layer, box = self._layer(part_id, gaze if has_pupils(self._parts[part_id]) else (0.0, 0.0), layer_name)
             if box is None:
                 continue
             src, dst = layer[box].astype(np.float32), out[box]       # only the part's own bounding box
             a = src[..., 3:] / 255.0
             dst[..., :3] = src[..., :3] * a + dst[..., :3] * (1 - a)
             dst[..., 3:] = 255.0 * a + dst[..., 3:] * (1 - a)
-        return out.round().astype(np.uint8)
 
     @lru_cache(maxsize=2048)
-    def _layer(self, part_id: str, gaze: tuple[float, float]) -> tuple[np.ndarray, tuple[slice, slice] | None]:
+    def _layer(self, part_id: str, gaze: tuple[float, float], layer_name: str = ""
+               ) -> tuple[np.ndarray, tuple[slice, slice] | None]:
         """A part's RGBA layer and the bounding box of its visible pixels (None when it has none)."""
-        layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size, gaze)
+        hair = self.look.hair_colour if self.look is not None else None
+        layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size, gaze, layer_name, hair,
+                                  self._view)
         ys, xs = np.nonzero(layer[..., 3])
         if len(ys) == 0:
             return layer, None
         return layer, (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+
+
+def hair_crown(part) -> float | None:
+    """How high a hair part reaches over the middle of the head (x within +-40 units): the median over
+    those columns of the topmost drawn pixel, in the part's units (a bun on top barely moves it). None:
+    it draws nothing there."""
+    w = window_frame(part.slot)
+    size = 2 * round(w.half)                                   # about one pixel per unit
+    alpha = render_rgba(part, size)[..., 3] > 0
+    u = 2 * w.half / size
+    x0 = round((-40 - (w.cx - w.half)) / u)
+    cols = alpha[:, x0:x0 + round(80 / u)]
+    tops = [np.argmax(c) for c in cols.T if c.any()]
+    if not tops:
+        return None
+    return float(w.cy - w.half + np.median(tops) * u)
 
 
 def _blend(dst: np.ndarray, rgba: np.ndarray, opacity: float = 1.0) -> None:
@@ -115,11 +194,12 @@ def avatar_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose 
     return frame
 
 
-def overlay_frame(frame: np.ndarray, avatars: list[tuple[np.ndarray, HeadPose]], face_cover: float = 3.2,
-                  opacity: float = 1.0) -> np.ndarray:
+def overlay_frame(frame: np.ndarray, avatars: list[tuple[np.ndarray, HeadPose]],
+                  face_cover: float = OVERLAY_FACE_COVER, opacity: float = 1.0) -> np.ndarray:
     """The `overlay` layout: each avatar drawn over its face in the original (H, W, 3) uint8 frame.
 
-    face_cover: avatar width in inter-ocular distances (a drawn head is about 3 of them wide).
+    face_cover: avatar width in inter-ocular distances (a drawn head is about 3 of them wide); an avatar
+    with hair needs its composer's `AvatarComposer.face_cover` so that the drawn hair hides the real hair.
     """
     out = frame.copy()
     h, w = frame.shape[:2]

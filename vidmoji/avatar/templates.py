@@ -12,7 +12,15 @@ lines and are redrawn at one canonical width (`LABEL_LINE_WIDTH`). An element ma
 `data-label="region"` or `data-label="line"`.
 
 Skin colour: elements marked `data-skin="fill"` take the chosen skin colour as fill, `data-skin="shade"` a
-darker shade of it; `data-skin-stroke="fill" | "shade"` does the same for the stroke.
+darker shade of it; `data-skin-stroke="fill" | "shade"` does the same for the stroke. Hair colour:
+`data-hair="fill" | "shade"` and `data-hair-stroke="fill" | "shade"` do the same with the hair colour (a
+name of the style's `hair_palette` or "#RRGGBB").
+
+Identity slots (`parts.IDENTITY_SLOTS`: hair, glasses, facial hair) are optional: a style without them loads
+and renders, its avatars simply go without. They are drawn in the face's frame, placed like the face unless
+style.json says otherwise. A hair part holds two top-level groups, `<g data-layer="back">` (drawn behind the
+face) and `<g data-layer="front">` (the fringe, drawn over the forehead but under the eyes and brows); the
+avatar's layers are painted in `parts.LAYER_ORDER`. What one subject looks like is a `Look`.
 """
 
 from __future__ import annotations
@@ -41,6 +49,14 @@ SHADE_FACTOR = 0.82         # `data-skin="shade"`: the skin colour times this
 _CLOSED_TAGS = frozenset({"circle", "ellipse", "rect", "polygon"})
 _OPEN_TAGS = frozenset({"line", "polyline"})
 _DRAWABLE = _CLOSED_TAGS | _OPEN_TAGS | {"path", "g", "use", "text", "image"}
+# The hair colours of a style that names none (the words of parts.HAIR_COLOURS).
+DEFAULT_HAIR_PALETTE = {
+    "black": "#2A2422", "dark_brown": "#4A2F20", "brown": "#7A4E2D", "auburn": "#93391C", "blond": "#E2B968",
+    "grey": "#A8A6A3",
+}
+DEFAULT_HAIR_COLOUR = "dark_brown"
+# Hair layers (see parts.LAYER_ORDER); "" draws a part whole.
+HAIR_LAYERS = ("back", "front")
 
 ET.register_namespace("", SVG_NS)
 
@@ -90,10 +106,12 @@ class Style:
     description: str
     root: Path
     canvas: tuple[int, int]                       # (width, height) pixels
-    placements: tuple[tuple[str, Placement], ...]  # (slot, placement), in parts.SLOTS order
+    placements: tuple[tuple[str, Placement], ...]  # (slot, placement), in parts.ALL_SLOTS order
     palette: tuple[tuple[str, str], ...]           # (name, "#RRGGBB")
     default_skin: str
     parts: tuple[Part, ...]
+    hair_palette: tuple[tuple[str, str], ...] = tuple(DEFAULT_HAIR_PALETTE.items())
+    default_hair_colour: str = DEFAULT_HAIR_COLOUR
 
     def placement(self, slot: str) -> Placement:
         """Where the slot's anchor sits on the canvas."""
@@ -107,6 +125,17 @@ class Style:
         if re.fullmatch(r"#[0-9a-fA-F]{6}", skin):
             return skin
         raise StyleError(f"style {self.name!r} has no skin {skin!r}; palette: {', '.join(palette)}")
+
+    def hair_colour(self, name: str | None = None) -> str:
+        """A hair palette name or a "#RRGGBB" colour -> "#RRGGBB" (None: the style's default hair colour).
+        The words of parts.HAIR_COLOURS always resolve: from the style's palette, else the shared one."""
+        palette = {**DEFAULT_HAIR_PALETTE, **dict(self.hair_palette)}
+        name = self.default_hair_colour if name is None else name
+        if name in palette:
+            return palette[name]
+        if re.fullmatch(r"#[0-9a-fA-F]{6}", name):
+            return name
+        raise StyleError(f"style {self.name!r} has no hair colour {name!r}; hair palette: {', '.join(palette)}")
 
     def part(self, part_id: str) -> Part:
         """The part with this id; StyleError when there is none."""
@@ -145,7 +174,12 @@ def load_style(name_or_dir: str | Path, templates_dir: Path | str | None = None)
         raise StyleError(f"unknown style {str(name_or_dir)!r}; available styles: {available}")
     try:
         meta = json.loads((folder / "style.json").read_text())
-        placements = tuple((slot, Placement(**meta["placements"][slot])) for slot in parts.SLOTS)
+        given = meta["placements"]
+        placements = tuple((slot, Placement(**given.get(slot, given["face"]) if slot in parts.IDENTITY_SLOTS
+                                            else given[slot])) for slot in parts.ALL_SLOTS)
+        hair_palette = meta.get("hair_palette", DEFAULT_HAIR_PALETTE)
+        if not isinstance(hair_palette, dict):
+            raise TypeError("hair_palette must map names to colours")
         style_parts = tuple(
             Part(id=p["id"], slot=p["slot"], path=folder / p["file"], tags=tuple(p["tags"])) for p in meta["parts"]
         )
@@ -153,12 +187,13 @@ def load_style(name_or_dir: str | Path, templates_dir: Path | str | None = None)
             name=meta["name"], title=meta["title"], author=meta["author"], licence=meta["licence"],
             description=meta.get("description", ""), root=folder, canvas=tuple(meta["canvas"]),
             placements=placements, palette=tuple(meta["palette"].items()), default_skin=meta["default_skin"],
-            parts=style_parts,
+            parts=style_parts, hair_palette=tuple(hair_palette.items()),
+            default_hair_colour=meta.get("default_hair_colour", next(iter(hair_palette), DEFAULT_HAIR_COLOUR)),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise StyleError(f"{folder / 'style.json'}: malformed ({type(e).__name__}: {e})") from None
     for p in style.parts:
-        if p.slot not in parts.SLOTS or not p.path.is_file() or not p.tags:
+        if p.slot not in parts.ALL_SLOTS or not p.path.is_file() or not p.tags:
             raise StyleError(f"{folder / 'style.json'}: part {p.id!r} has a bad slot, file or tags")
     if len({p.id for p in style.parts}) != len(style.parts):
         raise StyleError(f"{folder / 'style.json'}: duplicate part ids")
@@ -168,7 +203,14 @@ def load_style(name_or_dir: str | Path, templates_dir: Path | str | None = None)
     if missing:
         raise StyleError(f"{folder / 'style.json'}: no parts for {', '.join(missing)}")
     style.colour(style.default_skin)
+    style.hair_colour()
     return style
+
+
+def window_frame(slot: str) -> parts.WindowFrame:
+    """The slot's window in its own frame; glasses and facial hair, drawn in the face's frame, use the
+    face's window."""
+    return parts.WINDOW_FRAMES.get(slot) or parts.WINDOW_FRAMES["face"]
 
 
 # --- SVG handling -----------------------------------------------------------------------------------------
@@ -334,17 +376,50 @@ def quantize_gaze(gaze) -> tuple[float, float]:
     return tuple(round(float(np.clip(g, -1.0, 1.0)) * 20) / 20 for g in gaze[:2])
 
 
-def _part_group(style: Style, part: Part, skin: str, gaze: tuple[float, float] = (0.0, 0.0)
-                ) -> tuple[list[ET.Element], ET.Element]:
+@dataclass(frozen=True)
+class Look:
+    """What one subject looks like beyond the per-frame parts: hair (a part id; None or a "bald" part: none),
+    its colour (a hair palette name or "#RRGGBB"; None: the style's default), glasses and facial hair (part
+    ids or None). Constant over a clip (or a persona), hashable."""
+
+    hair: str | None = None
+    hair_colour: str | None = None
+    glasses: str | None = None
+    facial_hair: str | None = None
+
+    def parts(self) -> dict[str, str]:
+        """slot -> part id of the identity parts it draws."""
+        chosen = {"hair": self.hair, "glasses": self.glasses, "facial_hair": self.facial_hair}
+        return {slot: pid for slot, pid in chosen.items() if pid is not None}
+
+
+def draw_order(look: Look | None) -> tuple[tuple[str, str], ...]:
+    """(slot, layer) pairs, back to front: parts.LAYER_ORDER with a look, the per-frame slots in
+    parts.SLOTS order without one (as avatars were drawn before identity parts existed)."""
+    if look is None:
+        return tuple((slot, "") for slot in parts.SLOTS)
+    return parts.LAYER_ORDER
+
+
+def _part_group(style: Style, part: Part, skin: str, gaze: tuple[float, float] = (0.0, 0.0), layer: str = "",
+                hair: str | None = None) -> tuple[list[ET.Element], ET.Element]:
     """The part's defs and a <g> holding its drawing, placed on the canvas and painted in `skin`.
 
     Ids are prefixed with the slot so that parts composed together never share one. gaze: (x, y) in
     [-1, 1] (x toward the image's right, y down) moves the part's pupil layer (an element with
-    `data-gaze`, +1 or -1 for a drawing mirrored in x) by PUPIL_TRAVEL, inside the eye's clip.
+    `data-gaze`, +1 or -1 for a drawing mirrored in x) by PUPIL_TRAVEL, inside the eye's clip. layer:
+    "back" or "front" keeps only that top-level `data-layer` group of a hair part ("": all of it). hair:
+    "#RRGGBB" painted where the part says `data-hair` (None: the style's default hair colour).
     """
     colour = style.colour(skin)
     paints = {"fill": colour, "shade": shade_colour(colour)}
+    hair_rgb = hair or style.hair_colour()
+    hair_paints = {"fill": hair_rgb, "shade": shade_colour(hair_rgb, HAIR_SHADE_FACTOR)}
     root = _parse(_svg_bytes(part.path))
+    if layer:
+        for child in list(root):
+            if child.get("data-layer") in HAIR_LAYERS and child.get("data-layer") != layer:
+                root.remove(child)
     prefix = part.slot + "--"
     for e in root.iter():
         if "id" in e.attrib:
@@ -361,18 +436,28 @@ def _part_group(style: Style, part: Part, skin: str, gaze: tuple[float, float] =
             e.set("fill", paints[e.get("data-skin")])
         if e.get("data-skin-stroke") in paints:
             e.set("stroke", paints[e.get("data-skin-stroke")])
+        if e.get("data-hair") in hair_paints:
+            e.set("fill", hair_paints[e.get("data-hair")])
+        if e.get("data-hair-stroke") in hair_paints:
+            e.set("stroke", hair_paints[e.get("data-hair-stroke")])
     p = style.placement(part.slot)
     group = ET.Element(f"{{{SVG_NS}}}g", {"transform": f"translate({p.x} {p.y}) scale({p.scale})",
                                           "data-part": part.id})
+    if layer:
+        group.set("data-layer", layer)
     defs: list[ET.Element] = []
     for child in root:
         (defs.extend(child) if _local(child.tag) == "defs" else group.append(child))
     return defs, group
 
 
-def _canvas_svg(style: Style, groups: list[tuple[list[ET.Element], ET.Element]]) -> str:
+def _canvas_svg(style: Style, groups: list[tuple[list[ET.Element], ET.Element]],
+                view: tuple[float, float, float] | None = None) -> str:
+    """The groups on the style's canvas; view: (x, y, side) of a larger square of the canvas to show
+    instead (room for hair), at the same output size."""
     w, h = style.canvas
-    svg = ET.Element(f"{{{SVG_NS}}}svg", {"viewBox": f"0 0 {w} {h}", "width": str(w), "height": str(h)})
+    box = f"0 0 {w} {h}" if view is None else f"{view[0]:g} {view[1]:g} {view[2]:g} {view[2]:g}"
+    svg = ET.Element(f"{{{SVG_NS}}}svg", {"viewBox": box, "width": str(w), "height": str(h)})
     defs = ET.SubElement(svg, f"{{{SVG_NS}}}defs")
     for d, g in groups:
         defs.extend(d)
@@ -380,21 +465,68 @@ def _canvas_svg(style: Style, groups: list[tuple[list[ET.Element], ET.Element]])
     return ET.tostring(svg, encoding="unicode")
 
 
-def compose_svg(style: Style, choice: dict[str, str], skin: str, gaze=None) -> str:
+# Hair colours are shaded more deeply than skin: strands and outlines must read on black hair too.
+HAIR_SHADE_FACTOR = 0.7
+# Room left around drawn hair when an avatar is framed for it, canvas pixels.
+HAIR_FRAME_PAD = 8
+
+
+def part_extent(part: Part) -> tuple[float, float, float, float] | None:
+    """(x0, y0, x1, y1) of what the part draws, in its slot's units (None: it draws nothing)."""
+    w = window_frame(part.slot)
+    size = 2 * round(w.half)          # about one pixel per unit
+    alpha = render_rgba(part, size)[..., 3]
+    ys, xs = np.nonzero(alpha)
+    if len(ys) == 0:
+        return None
+    u = 2 * w.half / size
+    return (w.cx - w.half + xs.min() * u, w.cy - w.half + ys.min() * u,
+            w.cx - w.half + (xs.max() + 1) * u, w.cy - w.half + (ys.max() + 1) * u)
+
+
+def avatar_view(style: Style, look: Look | None) -> tuple[float, float, float] | None:
+    """The square of the canvas an avatar with this look shows: (x, y, side) canvas pixels, grown evenly
+    so that the hair's top and sides fit (its ends may leave at the bottom, as in a portrait); None when
+    the canvas holds it all (or there is no hair)."""
+    if look is None or look.hair is None:
+        return None
+    part = style.part(look.hair)
+    extent = part_extent(part)
+    if extent is None:
+        return None
+    p = style.placement(part.slot)
+    w, _ = style.canvas
+    left, top, right = p.x + extent[0] * p.scale, p.y + extent[1] * p.scale, p.x + extent[2] * p.scale
+    margin = max(0.0, HAIR_FRAME_PAD - top, HAIR_FRAME_PAD - left, right - (w - HAIR_FRAME_PAD))
+    if margin == 0:
+        return None
+    m = float(np.ceil(margin))
+    return (-m, -m, w + 2 * m)
+
+
+def compose_svg(style: Style, choice: dict[str, str], skin: str, gaze=None, look: Look | None = None) -> str:
     """The avatar as one SVG document on the style's canvas.
 
     choice: slot -> part id (slots left out are not drawn); skin: a palette name or "#RRGGBB"; gaze:
-    (x, y) where the pupils look, or None for straight ahead. Parts are drawn in parts.SLOTS order (the
-    face shape first).
+    (x, y) where the pupils look, or None for straight ahead; look: the subject's hair, glasses and facial
+    hair (None: none, and the document is exactly what it was before identity parts). Parts are drawn in
+    `draw_order(look)` (the face shape first, or the hair's back layer), framed by `avatar_view`.
     """
     g = quantize_gaze(gaze)
-    groups = [_part_group(style, style.part(choice[slot]), skin, g) for slot in parts.SLOTS if slot in choice]
-    return _canvas_svg(style, groups)
+    if look is None:
+        groups = [_part_group(style, style.part(choice[slot]), skin, g) for slot in parts.SLOTS if slot in choice]
+        return _canvas_svg(style, groups)
+    chosen = {**choice, **look.parts()}
+    hair = style.hair_colour(look.hair_colour)
+    groups = [_part_group(style, style.part(chosen[slot]), skin, g, layer, hair)
+              for slot, layer in draw_order(look) if slot in chosen]
+    return _canvas_svg(style, groups, avatar_view(style, look))
 
 
 @functools.lru_cache(maxsize=2048)
-def _layer(style: Style, part_id: str, skin: str, size: int, gaze: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    svg = _canvas_svg(style, [_part_group(style, style.part(part_id), skin, gaze)]).encode()
+def _layer(style: Style, part_id: str, skin: str, size: int, gaze: tuple[float, float] = (0.0, 0.0),
+           layer: str = "", hair: str | None = None, view: tuple[float, float, float] | None = None) -> np.ndarray:
+    svg = _canvas_svg(style, [_part_group(style, style.part(part_id), skin, gaze, layer, hair)], view).encode()
     w, h = style.canvas
     out = _rasterise(svg, size, round(size * h / w))
     out.setflags(write=False)
@@ -406,9 +538,19 @@ def has_pupils(part: Part) -> bool:
     return b"data-gaze" in _svg_bytes(part.path)
 
 
-def render_part_layer(style: Style, part: Part, skin: str, size: int, gaze=None) -> np.ndarray:
+def uses_hair_colour(part: Part) -> bool:
+    """Whether the part paints anything in the hair colour."""
+    return b"data-hair" in _svg_bytes(part.path)
+
+
+def render_part_layer(style: Style, part: Part, skin: str, size: int, gaze=None, layer: str = "",
+                      hair: str | None = None, view: tuple[float, float, float] | None = None) -> np.ndarray:
     """One part alone, placed on the full canvas: (size * h / w, size, 4) uint8 RGBA, transparent elsewhere
-    (square canvases give (size, size, 4)); read-only, cached per (style, part, skin, size, gaze). gaze:
-    (x, y) for an eye's pupils (see `quantize_gaze`). Composing an avatar is alpha-blending the layers of
-    its parts in parts.SLOTS order."""
-    return _layer(style, part.id, skin, size, quantize_gaze(gaze) if has_pupils(part) else (0.0, 0.0))
+    (square canvases give (size, size, 4)); read-only, cached per (style, part, skin, size, gaze, layer,
+    hair, view). gaze: (x, y) for an eye's pupils (see `quantize_gaze`); layer: "back" or "front" for one
+    layer of a hair part ("": the whole part); hair: a hair palette name or "#RRGGBB" (None: the style's
+    default); view: `avatar_view`'s square of the canvas instead of the canvas. Composing an avatar is
+    alpha-blending the layers of its parts in `draw_order`."""
+    hair_rgb = style.hair_colour(hair) if uses_hair_colour(part) else None
+    return _layer(style, part.id, skin, size, quantize_gaze(gaze) if has_pupils(part) else (0.0, 0.0),
+                  layer, hair_rgb, view)
