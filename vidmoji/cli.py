@@ -121,6 +121,21 @@ EMBEDDER = typer.Option("ae", "--embedder", help="Part embedder: ae, pca or resn
 WEIGHTS = typer.Option(None, "--weights", help="Weights file for the embedder (resnet50: torchvision's).")
 PARSER = typer.Option(Parser.mesh, "--parser", help="Face parser: mesh polygons, or BiSeNet with its weights.")
 PARSER_WEIGHTS = typer.Option(None, "--parser-weights", help="BiSeNet checkpoint (79999_iter.pth).")
+PERSONA = typer.Option(None, "--persona", help="A persona file from `vidmoji identify`: the same avatar "
+                                             "across clips.")
+HAIR = typer.Option(None, "--hair", help="A hair part id of the style, or a length: bald, short, medium, long, "
+                                       "tied.")
+HAIR_COLOUR = typer.Option(None, "--hair-colour", help="black, dark_brown, brown, auburn, blond, grey, the "
+                                                     "style's own, or #RRGGBB.")
+GLASSES = typer.Option(None, "--glasses/--no-glasses", help="Draw glasses, or not (default: as measured).")
+FACIAL_HAIR = typer.Option(None, "--facial-hair", help="none, stubble, moustache or beard.")
+
+
+def _overrides(hair, hair_colour, glasses, facial_hair):
+    from vidmoji.identity import IdentityOverrides
+    return IdentityOverrides(hair=hair, hair_colour=hair_colour, glasses=glasses, facial_hair=facial_hair)
+
+
 
 
 @app.command()
@@ -191,6 +206,8 @@ def train(
     epochs: int = typer.Option(30, "--epochs"),
     seed: int = typer.Option(0, "--seed"),
     max_face_frames: int = typer.Option(600, "--max-face-frames", help="Frames sampled per face clip."),
+    groups: list[str] = typer.Option([], "--group", help="Train only this embed group (face, eye, brow, nose, "
+                                                          "mouth, hair), keeping the others; repeatable."),
     device: Device = DEVICE,
 ) -> None:
     """Train the label-window embedders on every style's parts (augmented) and parsed real faces.
@@ -199,7 +216,8 @@ def train(
     """
     from vidmoji.train import TrainOptions, train_embedders
     for line in train_embedders(TrainOptions(embedder=embedder, faces=tuple(faces), epochs=epochs, seed=seed,
-                                             max_face_frames=max_face_frames, device=device.value)):
+                                             max_face_frames=max_face_frames, device=device.value,
+                                             groups=tuple(groups))):
         typer.echo(line)
 
 
@@ -213,7 +231,12 @@ def render(
     embedder: str = EMBEDDER,
     weights: Optional[Path] = WEIGHTS,
     size: int = typer.Option(512, "--size", help="Avatar size in pixels."),
-    skin: str = typer.Option("auto", "--skin", help="auto (matched to the face), a palette name, or #RRGGBB."),
+    skin: str = typer.Option("auto", "--skin", help="auto (measured from the face), a palette name, or #RRGGBB."),
+    persona: Optional[Path] = PERSONA,
+    hair: Optional[str] = HAIR,
+    hair_colour: Optional[str] = HAIR_COLOUR,
+    glasses: Optional[bool] = GLASSES,
+    facial_hair: Optional[str] = FACIAL_HAIR,
     layout: Layout = typer.Option(Layout.avatar, "--layout"),
     smooth: Smooth = typer.Option(Smooth.viterbi, "--smooth"),
     timeline: Optional[Path] = typer.Option(None, "--timeline", help="Write per-frame choices as JSON."),
@@ -227,8 +250,32 @@ def render(
     from vidmoji.pipeline import RenderOptions, render_media
     result = render_media(source, RenderOptions(
         output=output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
-        smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin))
+        smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin,
+        persona=persona, identity=_overrides(hair, hair_colour, glasses, facial_hair)))
     typer.echo(result.summary())
+
+
+@app.command()
+@friendly_errors
+def identify(
+    source: Path = typer.Argument(..., help="A clip or a photo of the person."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Persona file to write (default: <stem>_persona.json)."),
+    skin: str = typer.Option("auto", "--skin", help="auto (measured), or a skin tone name."),
+    hair: Optional[str] = HAIR,
+    hair_colour: Optional[str] = HAIR_COLOUR,
+    glasses: Optional[bool] = GLASSES,
+    facial_hair: Optional[str] = FACIAL_HAIR,
+    device: Device = DEVICE,
+) -> None:
+    """Measure who the face is (skin tone, hair, glasses, facial hair) and keep it as a persona file.
+
+    Example: vidmoji identify selfie.jpg -o me.json && vidmoji render clip.mp4 --persona me.json
+    """
+    from dataclasses import replace
+    from vidmoji.pipeline import identify_media
+    overrides = replace(_overrides(hair, hair_colour, glasses, facial_hair), skin=skin)
+    typer.echo(identify_media(source, output, device.value, overrides).summary())
 
 
 @app.command("plot-embeddings")

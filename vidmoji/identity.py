@@ -650,8 +650,9 @@ def choose_hair(identity: Identity, style, index=None, embedder=None, device="cp
     """The style's hair part for the identity (None where the style draws no hair).
 
     A part named by hand wins; bald takes the style's bald part; otherwise the measured hair window is
-    matched through the style's FAISS hair index among the parts of the measured length (short hair may
-    also match a tied part: from the front a bun or a ponytail behind reads as short)."""
+    matched through the style's FAISS hair index among the parts of the measured length. (Tied hair reads
+    as short from the front and is not told apart: among all the parts, a bun's window is nearest to many
+    short cuts, so the length decides first.)"""
     hair_parts = style.parts_in("hair")
     if not hair_parts:
         return None
@@ -661,8 +662,8 @@ def choose_hair(identity: Identity, style, index=None, embedder=None, device="cp
     if identity.hair_length == "bald":
         bald = [p for p in hair_parts if p.state == "bald"]
         return bald[0] if bald else None
-    lengths = {"short": ("short", "tied")}.get(identity.hair_length, (identity.hair_length,))
-    candidates = [p for p in hair_parts if p.state in lengths] or [p for p in hair_parts if p.state != "bald"]
+    candidates = [p for p in hair_parts if p.state == identity.hair_length] \
+        or [p for p in hair_parts if p.state != "bald"]
     if not candidates:
         return None
     if index is None or embedder is None or identity.hair_window is None:

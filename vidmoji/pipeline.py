@@ -26,7 +26,7 @@ from vidmoji import parts
 from vidmoji.avatar.compose import (AvatarComposer, avatar_frame, head_pose, overlay_frame,
                                     side_by_side_frame)
 from vidmoji.avatar.index import PartIndex, build_indexes, load_indexes, skin_index
-from vidmoji.avatar.templates import Style, compose_svg, list_styles, load_style
+from vidmoji.avatar.templates import Look, Style, compose_svg, list_styles, load_style
 from vidmoji.device import choose_device
 from vidmoji.embed.base import Embedder, embed_slot
 from vidmoji.embed.registry import load_embedder
@@ -35,7 +35,8 @@ from vidmoji.face.align import alignment_matrices, invert_affine, transform_poin
 from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
 from vidmoji.face.parse import colorize, mesh_label_map
-from vidmoji.identity import IdentitySampler
+from vidmoji.identity import (Identity, IdentityOverrides, IdentitySampler, apply_overrides, choose_hair,
+                              identity_timeline, measure_identity, persona_json, read_persona)
 from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, head_angles, measure, part_rgb_crops,
                                   part_windows, skin_colours)
 from vidmoji.face.windows import gaze as gaze_of
@@ -341,6 +342,8 @@ class RenderOptions:
     templates: Path | None = None
     device: str = "auto"
     skin: str = "auto"
+    persona: Path | None = None
+    identity: IdentityOverrides = IdentityOverrides()
     show_progress: bool = True
 
 
@@ -408,6 +411,7 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     style = load_style(options.style, options.templates)
     if options.skin != "auto":
         style.colour(options.skin)
+    persona = read_persona(options.persona) if options.persona else None
     device = choose_device(options.device)
     log(f"device: {device}")
     embedder = load_embedder(options.embedder, device, options.weights)
@@ -422,8 +426,11 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     _require_a_face(track, source)
 
     choices = choose_parts(track, embedder, indexes, options.smooth, device)
-    skin = _skin_name(track, style) if options.skin == "auto" else options.skin
-    composer = AvatarComposer(style, skin, options.size)
+    identity = subject_identity(track, device, persona, IdentityOverrides(**{**vars(options.identity),
+                                                                             "skin": options.skin}))
+    look, hair_part = subject_look(identity, style, indexes, embedder, device)
+    skin = identity.skin
+    composer = AvatarComposer(style, skin, options.size, look=look)
     others = other_faces_choices(track, embedder, indexes, device) if options.layout == "overlay" else None
     stages["match"] = time.perf_counter() - start - sum(stages.values())
 
@@ -436,12 +443,36 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
                          options, others, progress)
         written.append(output)
     if options.timeline:
-        write_text_atomic(options.timeline, json.dumps(timeline(track, choices, indexes, style, embedder), indent=1))
+        doc = timeline(track, choices, indexes, style, embedder)
+        doc["identity"] = identity_timeline(identity, hair_part)
+        write_text_atomic(options.timeline, json.dumps(doc, indent=1))
         written.append(Path(options.timeline))
     stages["compose"] = time.perf_counter() - start - sum(stages.values())
     switches = np.mean([count_switches(choices.rows[s], track.pts) for s in parts.SLOTS]) if len(track.pts) else 0.0
     return RenderResult(len(track.pts), float(track.has_face.mean()), float(switches),
                         time.perf_counter() - start, tuple(written), str(device), stages)
+
+
+def subject_identity(track: FaceTrack, device: torch.device, persona: Identity | None = None,
+                     overrides: IdentityOverrides = IdentityOverrides()) -> Identity:
+    """Who the main face is: the persona when one is given, else measured from the clip's sampled views;
+    then the attributes set by hand."""
+    identity = persona if persona is not None else measure_identity(track.heads, device)
+    return apply_overrides(identity, overrides)
+
+
+def subject_look(identity: Identity, style: Style, indexes: dict[str, PartIndex], embedder: Embedder,
+                 device: torch.device):
+    """The style's drawing of an identity: (Look, the chosen hair part or None). The skin must be one of
+    the style's palette names or "#RRGGBB"; hair colours the style lacks fall back to its default."""
+    style.colour(identity.skin)
+    hair = choose_hair(identity, style, indexes.get("hair"), embedder, device)
+    glasses = style.parts_in("glasses") if identity.glasses else ()
+    facial = [p for p in style.parts_in("facial_hair") if p.state == identity.facial_hair]
+    style.hair_colour(identity.hair_colour)          # a colour set by hand that the style lacks: one line
+    look = Look(hair=hair.id if hair is not None else None, hair_colour=identity.hair_colour,
+                glasses=glasses[0].id if glasses else None, facial_hair=facial[0].id if facial else None)
+    return look, hair
 
 
 def _other_avatars(track: FaceTrack, others: list[list[tuple[str, ...]]] | None, i: int) -> list:
@@ -456,7 +487,8 @@ def _write_image(output, track, choices, indexes, style, skin, composer, options
     avatar = composer.avatar(choice, _gaze_at(choices, 0))
     if options.layout == "avatar":
         svg_path = output.with_suffix(".svg")
-        write_text_atomic(svg_path, compose_svg(style, dict(zip(parts.SLOTS, choice)), skin, _gaze_at(choices, 0)))
+        write_text_atomic(svg_path, compose_svg(style, dict(zip(parts.SLOTS, choice)), skin, _gaze_at(choices, 0),
+                                                   composer.look))
         write_image_atomic(output, avatar)
         return [output, svg_path]
     with FrameReader(source, batch_size=1) as reader:
@@ -477,9 +509,10 @@ def _gaze_at(choices: PartChoices, i: int) -> tuple[float, float] | None:
 def _layout_frame(frame, avatar, pose, reference, layout, composer, other_avatars, opacity) -> np.ndarray:
     """One output frame of the layout; `opacity` fades the main avatar only (other faces stay covered)."""
     if layout == "overlay":
-        out = overlay_frame(frame, [(composer.avatar(c), p) for c, p in other_avatars]) if other_avatars else frame
+        out = overlay_frame(frame, [(composer.avatar(c), p) for c, p in other_avatars],
+                            face_cover=composer.face_cover) if other_avatars else frame
         if avatar is not None and pose is not None:
-            out = overlay_frame(out, [(avatar, pose)], opacity=opacity)
+            out = overlay_frame(out, [(avatar, pose)], face_cover=composer.face_cover, opacity=opacity)
         return out
     face = avatar_frame(avatar, pose, reference, opacity) if avatar is not None else avatar_frame(
         np.zeros((composer.size, composer.size, 4), np.uint8), None, None)
@@ -561,6 +594,38 @@ def timeline(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartInde
             "calibration": {"eye_open": cal.eye_open, "brow_rest": cal.brow_rest, "brow_shape": cal.brow_shape,
                             "rest_gap": cal.rest_gap, "lips": list(cal.lips), "mouth_sag": cal.mouth_sag},
             "frames": frames}
+
+
+# --- identify ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IdentifyResult:
+    identity: Identity
+    written: tuple[Path, ...]
+    wall_s: float
+
+    def summary(self) -> str:
+        i = self.identity
+        return (f"skin {i.skin}, hair {i.hair_length} {i.hair_colour}, glasses {'yes' if i.glasses else 'no'}, "
+                f"facial hair {i.facial_hair} ({self.wall_s:.1f} s)\n" + "\n".join(f"  wrote {p}" for p in self.written))
+
+
+def identify_media(source: Path, output: Path | None, device: str = "auto",
+                   overrides: IdentityOverrides = IdentityOverrides(), show_progress: bool = True) -> IdentifyResult:
+    """Measure who the face of a clip or photo is and write it as a persona file (`--persona` of render)."""
+    start = time.perf_counter()
+    source = Path(source)
+    info = probe(source)
+    output = Path(output) if output else source.with_name(f"{source.stem}_persona.json")
+    if output.suffix.lower() != ".json":
+        raise VidmojiError(f"cannot write {output}: a persona is a .json file")
+    check_writable(output)
+    dev = choose_device(device)
+    with Progress("faces", info.frame_count, enabled=show_progress) as progress:
+        track = track_faces(source, dev, None, progress)
+    _require_a_face(track, source)
+    identity = subject_identity(track, dev, None, overrides)
+    write_text_atomic(output, json.dumps(persona_json(identity, source.name), indent=1))
+    return IdentifyResult(identity, (output,), time.perf_counter() - start)
 
 
 # --- parse ------------------------------------------------------------------------------------------------
@@ -680,7 +745,8 @@ def build_style_indexes(style: str | None, embedder_name: str, weights: Path | N
     for name in names:
         s = load_style(name, templates)
         out = build_indexes(s, embedder, device)
-        counts = ", ".join(f"{slot} {sum(p.slot == slot for p in s.parts)}" for slot in parts.SLOTS)
+        counts = ", ".join(f"{slot} {sum(p.slot == slot for p in s.parts)}" for slot in parts.INDEXED_SLOTS
+                           if any(p.slot == slot for p in s.parts))
         yield f"indexed style {name!r} with {embedder.name} ({counts}): wrote {out}"
 
 

@@ -24,6 +24,7 @@ from vidmoji.embed import ae as ae_module
 from vidmoji.embed import pca as pca_module
 from vidmoji.embed.base import mirror_if_left
 from vidmoji.errors import VidmojiError
+from vidmoji.identity import measure_identity
 from vidmoji.pipeline import face_windows, subject_calibration, track_faces
 from vidmoji.progress import Progress, log
 from vidmoji.video import write_bytes_atomic
@@ -44,6 +45,7 @@ class TrainOptions:
     max_face_frames: int = 600
     device: str = "auto"
     out_dir: Path | None = None
+    groups: tuple[str, ...] = ()      # train only these embed groups, keeping the others from the weights file
 
 
 def template_windows(templates: Path | None = None) -> dict[str, torch.Tensor]:
@@ -51,6 +53,8 @@ def template_windows(templates: Path | None = None) -> dict[str, torch.Tensor]:
     out: dict[str, list[torch.Tensor]] = {g: [] for g in GROUPS}
     for name in list_styles(templates):
         for part in load_style(name, templates).parts:
+            if part.slot not in parts.EMBED_GROUP:       # glasses and facial hair are chosen by tag
+                continue
             w = torch.from_numpy(render_label_window(part, parts.WINDOW_SIZE))
             out[parts.EMBED_GROUP[part.slot]].append(mirror_if_left(part.slot, w))
     return {g: torch.stack(v) for g, v in out.items() if v}
@@ -91,6 +95,9 @@ def real_face_windows(sources: tuple[Path, ...], max_frames: int, device: torch.
         windows = face_windows(mesh[keep], calib, device)
         for slot, w in windows.items():
             out[parts.EMBED_GROUP[slot]].append(mirror_if_left(slot, w.cpu()))
+        hair = measure_identity(track.heads, device).hair_window       # one hair window per subject
+        if hair is not None:
+            out["hair"].append(torch.from_numpy(hair)[None])
     return {g: torch.cat(v) if v else torch.zeros(0) for g, v in out.items()}
 
 
@@ -144,8 +151,12 @@ def train_embedders(options: TrainOptions) -> Iterator[str]:
     g = torch.Generator().manual_seed(options.seed)
     drawn = template_windows()
     faces = real_face_windows(options.faces, options.max_face_frames, device, g)
+    unknown = set(options.groups) - set(GROUPS)
+    if unknown:
+        raise VidmojiError(f"unknown embed group(s) {', '.join(sorted(unknown))}: choose from {', '.join(GROUPS)}")
+    groups = tuple(g for g in GROUPS if g in drawn and (not options.groups or g in options.groups))
     data = {}
-    for group in GROUPS:
+    for group in groups:
         parts_aug = augment(drawn[group], options.augment, g)
         real = faces[group] if faces[group].numel() else torch.zeros((0, *parts_aug.shape[1:]))
         data[group] = torch.cat([drawn[group], parts_aug, real])
@@ -153,18 +164,27 @@ def train_embedders(options: TrainOptions) -> Iterator[str]:
     out_dir = Path(options.out_dir or Path(ae_module.__file__).parent / "weights")
     out_dir.mkdir(parents=True, exist_ok=True)
     if options.embedder in ("pca", "all"):
-        state = {group: pca_module.fit_pca(data[group]) for group in GROUPS}
         path = out_dir / pca_module.WEIGHTS.name
+        state = _kept(path, groups)
+        state.update({group: pca_module.fit_pca(data[group]) for group in groups})
         _save(state, path)
         yield f"wrote {path}"
     if options.embedder in ("ae", "all"):
-        state = {}
-        for group in GROUPS:
+        path = out_dir / ae_module.WEIGHTS.name
+        state = _kept(path, groups)
+        for group in groups:
             log(f"training the {group} autoencoder on {len(data[group])} windows")
             state[group] = train_autoencoder(data[group], options.epochs, options.seed, device)
-        path = out_dir / ae_module.WEIGHTS.name
         _save(state, path)
         yield f"wrote {path}"
+
+
+def _kept(path: Path, trained: tuple[str, ...]) -> dict:
+    """The groups of an existing weights file that are not being trained (all of them kept as they are)."""
+    if not path.is_file():
+        return {}
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {g: v for g, v in state.items() if g not in trained}
 
 
 def _save(state: dict, path: Path) -> None:
