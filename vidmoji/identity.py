@@ -19,6 +19,7 @@ Everything below measures those crops, so the cost does not grow with the clip's
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import cv2
@@ -530,10 +531,11 @@ def measure_identity(samples: list[HeadSample], device: torch.device | str = "cp
             colours.append(colour)
     skin_m = np.median(skins, 0) if skins else None
     is_bald = float(np.mean(bald)) > 0.5
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():                    # a zone out of the frame in every view is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         length_m = np.nanmedian(np.array(lengths), 0) if lengths and not is_bald else np.full(3, np.nan)
+        facial_m = np.nanmedian(np.array(facial), 0)
     colour_m = np.median(colours, 0) if colours else None
-    facial_m = np.nanmedian(np.array(facial), 0)
     share = float(np.mean(np.array(glasses) > GLASSES_LINE))
     measured = {
         "views": len(samples),
@@ -575,6 +577,20 @@ class IdentityOverrides:
     hair_colour: str | None = None
     glasses: bool | None = None
     facial_hair: str | None = None
+
+
+def check_overrides(o: IdentityOverrides, style=None) -> None:
+    """Say (PersonaError, one line) what an override names that does not exist, before any work."""
+    if o.facial_hair is not None and o.facial_hair not in parts.FACIAL_HAIR:
+        raise PersonaError(f"--facial-hair must be one of {', '.join(parts.FACIAL_HAIR)}, not {o.facial_hair!r}")
+    if style is None:
+        return
+    if o.skin not in (None, "auto"):
+        style.colour(o.skin)
+    if o.hair is not None and o.hair not in parts.HAIR_LENGTHS:
+        style.part(o.hair)
+    if o.hair_colour is not None:
+        style.hair_colour(o.hair_colour)
 
 
 def apply_overrides(identity: Identity, o: IdentityOverrides) -> Identity:

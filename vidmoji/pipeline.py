@@ -35,7 +35,8 @@ from vidmoji.face.align import alignment_matrices, invert_affine, transform_poin
 from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
 from vidmoji.face.parse import colorize, mesh_label_map
-from vidmoji.identity import (Identity, IdentityOverrides, IdentitySampler, apply_overrides, choose_hair,
+from vidmoji.identity import (Identity, IdentityOverrides, IdentitySampler, apply_overrides, check_overrides,
+                              choose_hair,
                               identity_timeline, measure_identity, persona_json, read_persona)
 from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, head_angles, measure, part_rgb_crops,
                                   part_windows, skin_colours)
@@ -412,6 +413,7 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     if options.skin != "auto":
         style.colour(options.skin)
     persona = read_persona(options.persona) if options.persona else None
+    check_overrides(options.identity, style)
     device = choose_device(options.device)
     log(f"device: {device}")
     embedder = load_embedder(options.embedder, device, options.weights)
@@ -619,6 +621,7 @@ def identify_media(source: Path, output: Path | None, device: str = "auto",
     if output.suffix.lower() != ".json":
         raise VidmojiError(f"cannot write {output}: a persona is a .json file")
     check_writable(output)
+    check_overrides(overrides)
     dev = choose_device(device)
     with Progress("faces", info.frame_count, enabled=show_progress) as progress:
         track = track_faces(source, dev, None, progress)
