@@ -287,7 +287,13 @@ def plot_embeddings(
     embedder: str = typer.Option("ae", "--embedder", help="ae, pca, resnet50, or two joined by '+'."),
     style: str = STYLE,
     slots: str = typer.Option("eye_right,eye_left,mouth,brow_right", "--parts",
-                              help="Comma-separated slots to plot."),
+                              help="Comma-separated slots to plot (hair: the subject's hair, one per clip)."),
+    skin: str = typer.Option("auto", "--skin", help="auto (measured from the face), a palette name, or #RRGGBB."),
+    persona: Optional[Path] = PERSONA,
+    hair: Optional[str] = HAIR,
+    hair_colour: Optional[str] = HAIR_COLOUR,
+    glasses: Optional[bool] = GLASSES,
+    facial_hair: Optional[str] = FACIAL_HAIR,
     data: Optional[Path] = typer.Option(None, "--data", help="Write the plotted values (.npz)."),
     weights: Optional[Path] = WEIGHTS,
     templates: Optional[Path] = TEMPLATES,
@@ -301,7 +307,8 @@ def plot_embeddings(
     result = plot_media(source, PlotOptions(
         output=output, embedders=tuple(embedder.split("+")), style=style,
         slots=tuple(s.strip() for s in slots.split(",") if s.strip()), data=data, weights=weights,
-        templates=templates, device=device.value))
+        templates=templates, device=device.value, skin=skin, persona=persona,
+        identity=_overrides(hair, hair_colour, glasses, facial_hair)))
     typer.echo(result.summary())
 
 

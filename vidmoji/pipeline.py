@@ -25,7 +25,7 @@ import torch
 from vidmoji import parts
 from vidmoji.avatar.compose import (AvatarComposer, avatar_frame, head_pose, overlay_frame,
                                     side_by_side_frame)
-from vidmoji.avatar.index import PartIndex, build_indexes, load_indexes, skin_index
+from vidmoji.avatar.index import PartIndex, build_indexes, load_indexes
 from vidmoji.avatar.templates import Look, Style, compose_svg, list_styles, load_style
 from vidmoji.device import choose_device
 from vidmoji.embed.base import Embedder, embed_slot
@@ -768,6 +768,9 @@ class PlotOptions:
     device: str = "auto"
     width: int = 1280
     height: int = 720
+    skin: str = "auto"
+    persona: Path | None = None
+    identity: IdentityOverrides = IdentityOverrides()
     show_progress: bool = True
 
 
@@ -815,24 +818,16 @@ def aligned_overlays(frames: np.ndarray, frame_index: list[int], mesh: torch.Ten
     return out
 
 
-def _skin_name(track: FaceTrack, style: Style) -> str:
-    """The palette entry nearest the subject's median skin colour (the style's default without a face)."""
-    if not track.has_face.any():
-        return style.default_skin
-    skins = skin_index(style)
-    return skins.names[skins.nearest(np.nanmedian(track.skin[track.has_face], axis=0)[None])[0]]
-
-
 def plot_media(source: Path, options: PlotOptions) -> PlotResult:
     """Write the embedding diagnostic video of `source`, its summary picture and optionally its data."""
     from vidmoji.plot import EmbeddingFigure, embedding_change, summary_figure
     start = time.perf_counter()
     source = Path(source)
     info = probe(source)
-    unknown = [s for s in options.slots if s not in parts.SLOTS]
+    unknown = [s for s in options.slots if s not in parts.INDEXED_SLOTS]
     if unknown or not options.slots:
         raise VidmojiError(f"unknown part slot(s) {', '.join(unknown) or '(none given)'}: choose from "
-                           f"{', '.join(parts.SLOTS)}")
+                           f"{', '.join(parts.INDEXED_SLOTS)}")
     output = Path(options.output) if options.output else source.with_name(f"{source.stem}_embeddings.mp4")
     if output.suffix.lower() in IMAGE_SUFFIXES:
         raise VidmojiError(f"cannot write {output}: the diagnostic is a video (.mp4); its summary picture "
@@ -842,6 +837,8 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
         if path is not None:
             check_writable(Path(path))
     style = load_style(options.style, options.templates)
+    persona = read_persona(options.persona) if options.persona else None
+    check_overrides(options.identity, style)
     device = choose_device(options.device)
     log(f"device: {device}")
     # --weights belongs to resnet50 when it is compared with a shipped embedder, else to the one asked for.
@@ -856,11 +853,17 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
     _require_a_face(track, source)
     choices = {name: choose_parts(track, e, indexes[name], "viterbi", device) for name, e in embedders.items()}
     first = next(iter(choices.values()))
-    composer = AvatarComposer(style, _skin_name(track, style), 256)
+    identity = subject_identity(track, device, persona, IdentityOverrides(**{**vars(options.identity),
+                                                                             "skin": options.skin}))
+    look, _ = subject_look(identity, style, indexes[next(iter(embedders))], next(iter(embedders.values())), device)
+    composer = AvatarComposer(style, identity.skin, 256, look=look)
     present = np.flatnonzero(track.has_face)
     row_of = np.full(len(track.pts), -1)
     row_of[present] = np.arange(len(present))
-    values = _plot_values(track, choices, indexes, options.slots, row_of)
+    values = _plot_values(track, choices, indexes, tuple(s for s in options.slots if s in parts.SLOTS), row_of)
+    if "hair" in options.slots:
+        for name, e in embedders.items():
+            values[name]["hair"] = _hair_values(track, identity, style, indexes[name], e, device)
 
     dims = {name: {s: values[name][s]["face"].shape[1] for s in options.slots} for name in embedders}
     # One fixed scale per panel for the whole clip, so a frame's graph reads the same at any point.
@@ -888,7 +891,7 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
                         face[name][s] = v["face"][i] if has else None
                         part[name][s] = v["part"][i] if has else None
                         sim[name][s] = float(v["similarity"][i])
-                        r = int(choices[name].rows[s][i])
+                        r = int(v["row"][i])
                         lab[name][s] = (f"{indexes[name][s].part_ids[r]} [{', '.join(indexes[name][s].tags[r])}]"
                                         if r >= 0 else "")
                 choice = _choice_ids(indexes[next(iter(embedders))], first.rows, i)
@@ -914,6 +917,28 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
                          float(np.nanmedian(change[n][s])) if track.has_face.sum() > 1 else float("nan"))
                      for s in options.slots} for n in embedders}
     return PlotResult(len(track.pts), time.perf_counter() - start, tuple(written), stability)
+
+
+def _hair_values(track: FaceTrack, identity: Identity, style: Style, indexes: dict[str, PartIndex],
+                 embedder: Embedder, device: torch.device) -> dict[str, np.ndarray]:
+    """The hair panel's values: one embedding per clip (identity is per subject), shown on every frame with
+    a face beside the chosen hair part's, as _plot_values gives them for the per-frame slots."""
+    from vidmoji.avatar.index import _can_index
+    index = indexes.get("hair")
+    if index is None or identity.hair_window is None or not _can_index(style, embedder, "hair", device):
+        raise VidmojiError(f"no hair to plot: the style {style.name!r} with {embedder.name} has no hair index, "
+                           f"or the subject is bald")
+    query = embed_slot(embedder, "hair", torch.from_numpy(identity.hair_window)[None].to(device)).float().cpu().numpy()
+    part = choose_hair(identity, style, index, embedder, device)
+    row = index.part_ids.index(part.id)
+    vec = index.vectors[row]
+    sim = float(query[0] @ vec / max(np.linalg.norm(query[0]) * np.linalg.norm(vec), 1e-9))
+    n, d = len(track.pts), query.shape[1]
+    face = np.full((n, d), np.nan, np.float32)
+    chosen = np.full((n, d), np.nan, np.float32)
+    face[track.has_face], chosen[track.has_face] = query[0], vec
+    return {"face": face, "part": chosen, "similarity": np.where(track.has_face, sim, np.nan).astype(np.float32),
+            "row": np.where(track.has_face, row, -1)}
 
 
 def _plot_values(track: FaceTrack, choices: dict[str, PartChoices], indexes: dict[str, dict[str, PartIndex]],

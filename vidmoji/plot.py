@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from vidmoji.parts import SLOTS
+from vidmoji.parts import INDEXED_SLOTS as SLOTS
 
 FACE_COLOR = "#ff5fa2"      # pink: the face part's embedding
 PART_COLOR = "#7b2cbf"      # purple: the chosen avatar part's embedding
