@@ -41,7 +41,7 @@ def test_index_builds_and_says_what_it_wrote(tmp_path):
                         "--device", "cpu"], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "flat" / "pca"
-    assert (out / "meta.json").is_file() and len(list(out.glob("*.faiss"))) == 7
+    assert (out / "meta.json").is_file() and len(list(out.glob("*.faiss"))) == 8     # 7 per-frame slots + hair
     assert str(out) in r.stdout
 
 

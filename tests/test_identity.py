@@ -48,40 +48,28 @@ def measured(face_tracks):
     return out
 
 
-def _score(measured: dict, style_name: str) -> tuple[dict, list[str]]:
-    from vidmoji import parts
+def _score(measured: dict, style_name: str):
     from vidmoji.avatar.index import load_indexes
     from vidmoji.avatar.templates import load_style
     from vidmoji.embed.registry import load_embedder
+    from vidmoji.evaluate import identity_agreement
     from vidmoji.identity import choose_hair, identity_timeline
 
     device = torch.device("cpu")
     style = load_style(style_name)
     embedder = load_embedder("ae", device, None)
     indexes = load_indexes(style, embedder, device)
-    score = dict.fromkeys(FLOORS, 0)
-    misses = []
-    for key, label in _subjects().items():
-        identity = measured[key]
-        shown = identity_timeline(identity, choose_hair(identity, style, indexes.get("hair"), embedder, device))
-        steps = min((parts.SKIN_TONES.index(shown["skin"]) - parts.SKIN_TONES.index(s) for s in label["skin"]), key=abs)
-        checks = {"skin": steps == 0, "skin_within_one": abs(steps) <= 1,
-                  "hair_length": shown["hair"]["length"] in label["hair_length"],
-                  "hair_colour": shown["hair"]["colour"] in label["hair_colour"],
-                  "glasses": shown["glasses"] == label["glasses"],
-                  "facial_hair": shown["facial_hair"] in label["facial_hair"]}
-        for name, ok in checks.items():
-            score[name] += ok
-            if not ok:
-                misses.append(f"{key} {name}: {shown}")
-    return score, misses
+    shown = {key: identity_timeline(i, choose_hair(i, style, indexes.get("hair"), embedder, device))
+             for key, i in measured.items()}
+    return identity_agreement(shown, _subjects())
 
 
 @pytest.mark.parametrize("style_name", ["flat", "line", "cute"])
 def test_identity_agrees_with_the_labels(measured, style_name):
-    score, misses = _score(measured, style_name)
-    short = {k: (score[k], floor) for k, floor in FLOORS.items() if score[k] < floor}
-    assert not short, f"{style_name}: below the floor {short}; misses: {misses}"
+    score = _score(measured, style_name)
+    short = {k: (score.right[k], floor) for k, floor in FLOORS.items() if score.right[k] < floor}
+    assert not short, f"{style_name}: below the floor {short}; misses: {score.misses}"
+    assert abs(score.skin_bias) <= 0.5, f"skin bias {score.skin_bias:+.2f} steps"
 
 
 def test_measures_sit_beside_the_decisions(measured):

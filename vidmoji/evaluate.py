@@ -175,3 +175,45 @@ def winks_shown(labels: dict, eye_states: dict[str, list[str | None]]) -> tuple[
         total += 1
         shown += hit * 3 >= len(span)
     return shown, total
+
+
+# --- identity ---------------------------------------------------------------------------------------------
+IDENTITY_FIELDS = ("skin", "skin_within_one", "hair_length", "hair_colour", "glasses", "facial_hair")
+
+
+@dataclass(frozen=True)
+class IdentityScore:
+    """How many subjects each identity field got right (of `subjects`), the mean signed skin error in palette
+    steps (positive: too dark) and one line per miss."""
+
+    right: dict
+    subjects: int
+    skin_bias: float
+    misses: tuple[str, ...]
+
+
+def identity_agreement(shown: dict[str, dict], labels: dict[str, dict]) -> IdentityScore:
+    """Score timeline identities ({subject: the timeline's "identity"}) against identity.json's subjects
+    (each attribute lists the answers that count as right)."""
+    from vidmoji.parts import SKIN_TONES
+
+    right = dict.fromkeys(IDENTITY_FIELDS, 0)
+    misses, signed = [], []
+    for key, label in labels.items():
+        got = shown[key]
+        steps = min((SKIN_TONES.index(got["skin"]) - SKIN_TONES.index(s) for s in label["skin"]), key=abs) \
+            if got["skin"] in SKIN_TONES else len(SKIN_TONES)
+        signed.append(steps)
+        checks = {"skin": steps == 0, "skin_within_one": abs(steps) <= 1,
+                  "hair_length": got["hair"]["length"] in label["hair_length"],
+                  "hair_colour": got["hair"]["colour"] in label["hair_colour"],
+                  "glasses": got["glasses"] == label["glasses"],
+                  "facial_hair": got["facial_hair"] in label["facial_hair"]}
+        for name, ok in checks.items():
+            right[name] += ok
+            if not ok:
+                value = {"skin": got["skin"], "skin_within_one": got["skin"], "hair_length": got["hair"]["length"],
+                         "hair_colour": got["hair"]["colour"], "glasses": got["glasses"],
+                         "facial_hair": got["facial_hair"]}[name]
+                misses.append(f"{key} {name}: {value}")
+    return IdentityScore(right, len(labels), float(np.mean(signed)) if signed else 0.0, tuple(misses))

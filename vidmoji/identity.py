@@ -19,6 +19,7 @@ Everything below measures those crops, so the cost does not grow with the clip's
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -116,6 +117,7 @@ class IdentitySampler:
         self.samples: list[HeadSample] = []
         self._count = 0
         self._frontal = False
+        self.seconds = 0.0                  # time spent in offer(), for the render's stage times
 
     def offer(self, index: int, frame: np.ndarray, mesh: np.ndarray, yaw: float) -> None:
         """frame: (H, W, 3) uint8 RGB; mesh: (>=468, >=2) frame pixels of the main face; yaw in degrees."""
@@ -127,7 +129,9 @@ class IdentitySampler:
         self._count += 1
         if (self._count - 1) % self.stride:
             return
+        start = time.perf_counter()
         self.samples.append(head_sample(index, frame, mesh, yaw, self.size))
+        self.seconds += time.perf_counter() - start
         if len(self.samples) > self.limit:
             self.samples = self.samples[::2]
             self.stride *= 2

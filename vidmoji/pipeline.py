@@ -92,6 +92,7 @@ class FaceTrack:
     height: int
     rgb_embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     heads: list = field(default_factory=list)       # identity.HeadSample: frontal views for identity
+    sample_s: float = 0.0                           # seconds pass 1 spent sampling those views
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -188,7 +189,7 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
                 progress.advance(len(batch.pts_s))
     return FaceTrack(np.concatenate(pts), np.array(has_face, bool), np.stack(meshes), np.concatenate(skins),
                      others, info.width, info.height, {s: np.concatenate(v) for s, v in rgb.items() if v},
-                     heads.samples)
+                     heads.samples, heads.seconds)
 
 
 # --- between the passes: calibrate, embed, match, smooth -----------------------------------------------
@@ -427,12 +428,15 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     stages["faces"] = time.perf_counter() - start - sum(stages.values())
     _require_a_face(track, source)
 
-    choices = choose_parts(track, embedder, indexes, options.smooth, device)
     identity = subject_identity(track, device, persona, IdentityOverrides(**{**vars(options.identity),
                                                                              "skin": options.skin}))
     look, hair_part = subject_look(identity, style, indexes, embedder, device)
+    # identity: measuring the sampled views, plus what sampling them cost inside pass 1
+    stages["identity"] = time.perf_counter() - start - sum(stages.values()) + track.sample_s
+    stages["faces"] -= track.sample_s
     skin = identity.skin
     composer = AvatarComposer(style, skin, options.size, look=look)
+    choices = choose_parts(track, embedder, indexes, options.smooth, device)
     others = other_faces_choices(track, embedder, indexes, device) if options.layout == "overlay" else None
     stages["match"] = time.perf_counter() - start - sum(stages.values())
 
