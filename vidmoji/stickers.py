@@ -71,16 +71,16 @@ _DURATION_STEPS = (1.0, 0.75, 0.5)
 
 def _quality_ladder(fmt: str, seconds: float, max_bytes: int) -> list[EncodeSettings]:
     """Encoder settings from the best to the smallest: VP9 constant quality, then a bitrate aimed at the
-    size limit; WebP quality; APNG full RGBA, then palettes."""
+    size limit; WebP quality; APNG palettes (one per clip: flat art loses nothing visible at 255 colours
+    and takes a third of the bytes of full RGBA)."""
     if fmt == "webm":
         target = int(max_bytes * 8 * 0.85 / max(seconds, 0.1))
         return [EncodeSettings(crf=30), EncodeSettings(crf=40), EncodeSettings(crf=40, bitrate=target),
                 EncodeSettings(crf=50, bitrate=int(target * 0.7)), EncodeSettings(crf=63, bitrate=int(target * 0.5))]
     if fmt == "webp":
-        return [EncodeSettings(quality=q) for q in (85, 70, 50, 30, 10)]
+        return [EncodeSettings(quality=q) for q in (65, 50, 35, 20, 10)]
     if fmt == "apng":
-        return [EncodeSettings(colours=None), EncodeSettings(colours=255), EncodeSettings(colours=64),
-                EncodeSettings(colours=16)]
+        return [EncodeSettings(colours=255), EncodeSettings(colours=64), EncodeSettings(colours=16)]
     return [EncodeSettings()]
 
 
@@ -175,7 +175,7 @@ def segment(pts: np.ndarray, start: float, duration: float, fps: float, loop: st
     """Sample the clip (frame times pts, seconds) at a constant fps from `start` for `duration` seconds,
     each output frame showing the clip frame on screen at its time. pingpong plays half the duration
     forward and back; fade fades in and out."""
-    n = max(1, int(round(duration * fps)))
+    n = max(1, int(duration * fps + 0.5 + 1e-6))  # half a frame and float noise round up
     forward_n = max(1, (n + 2) // 2) if loop == "pingpong" and n > 2 else n
     t = start + np.arange(forward_n) / fps
     src = np.clip(np.searchsorted(pts, t + 1e-6, side="right") - 1, 0, len(pts) - 1)
@@ -328,6 +328,12 @@ def fit(scene: Scene, plan: OutputPlan, path: Path) -> Fitted:
                         return Fitted(path, result, settings, fps, seg.duration, attempts)
                     if smallest is None or result.bytes < smallest.bytes:
                         smallest = result
+                if d_share == f_share == 1.0 and smallest.bytes * _FPS_STEPS[-1] * _DURATION_STEPS[-1] > \
+                        1.5 * preset.max_bytes:
+                    break  # even a third of the frames for half as long would not come near: give up now
+            else:
+                continue
+            break
     finally:
         trial.unlink(missing_ok=True)
     raise PresetUnreachable(f"cannot meet {preset.describe()}: after {attempts} encodes the smallest "
@@ -479,45 +485,66 @@ class PackResult:
 
 
 def make_pack(source: Path, output: Path, options, count: int = 8) -> PackResult:
-    """Write a sticker pack of `source` into the folder `output`: one sticker per moment (the options'
-    preset, default telegram), a still 512 px PNG of each moment and pack.json. The folder is built under
-    a temporary name and renamed; an existing folder is replaced only when it holds an earlier pack."""
+    """Write a sticker pack of `source` into the folder `output` (see `write_pack`); options: a
+    vidmoji.pipeline.RenderOptions (style, embedder, preset, duration, loop, fps, dither, ...)."""
     from vidmoji.pipeline import prepare
+    from vidmoji.video import probe
     start = time.perf_counter()
     source, output = Path(source), Path(output)
+    preset = _pack_checks(output, options, count)
+    if probe(source).is_image:
+        raise VidmojiError(f"{source} is a still image: a sticker pack is made from a clip")
+    prepared = prepare(source, options, start)
+    result = write_pack(prepared, output, preset, count, options.duration, options.loop, options.fps,
+                        options.dither, options.show_progress)
+    return replace(result, wall_s=time.perf_counter() - start)
+
+
+def _pack_checks(output: Path, options, count: int) -> Preset:
     if count < 1:
         raise VidmojiError(f"--count must be at least 1, not {count}")
     preset_name = options.preset or "telegram"
     if preset_name not in PRESETS:
         raise VidmojiError(f"unknown preset {preset_name!r}: choose {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
-    if output.exists() and not (output / "pack.json").is_file() and any(output.iterdir()):
-        raise VidmojiError(f"cannot write {output}: it exists and holds files that are not a sticker pack")
+    if options.loop not in LOOPS:
+        raise VidmojiError(f"unknown loop {options.loop!r}: choose {', '.join(LOOPS)}")
+    if options.duration is not None and not 0 < options.duration <= (preset.max_s or 1e9):
+        raise VidmojiError(f"--duration {options.duration:g} s cannot meet {preset.describe()}")
     if output.suffix:
         raise VidmojiError(f"cannot write {output}: a sticker pack is a folder (e.g. -o pack/)")
+    if output.exists() and not (output / "pack.json").is_file() and any(output.iterdir()):
+        raise VidmojiError(f"cannot write {output}: it exists and holds files that are not a sticker pack")
     check_writable(output)
-    from vidmoji.video import probe
-    if probe(source).is_image:
-        raise VidmojiError(f"{source} is a still image: a sticker pack is made from a clip")
-    prepared = prepare(source, options, start)
+    return preset
+
+
+def write_pack(prepared, output: Path, preset: Preset, count: int = 8, duration: float | None = None,
+               loop: str = "cut", fps: float | None = None, dither: bool = False,
+               show_progress: bool = True) -> PackResult:
+    """Write the sticker pack of a prepared clip into the folder `output`: for each of its moments
+    (`find_moments`, at most `count`) a sticker meeting `preset` around the moment, a still 512 px PNG of
+    the moment, and pack.json naming each file with its moment, time and tags. The folder is built under
+    a temporary name and renamed; an existing folder is replaced only when it holds an earlier pack."""
+    start = time.perf_counter()
+    output = Path(output)
     timeline = prepared.timeline()
     moments = find_moments(timeline, count)
     if not moments:
-        raise VidmojiError(f"no expressive moment in {source}: no smile, laugh, surprise, wink, frown or raised "
-                           f"brow lasts {_MIN_RUN} frames")
+        raise VidmojiError(f"no expressive moment in {prepared.source}: no smile, laugh, surprise, wink, frown "
+                           f"or raised brow lasts {_MIN_RUN} frames")
     scene = Scene(prepared)
     tmp = _temp_path_for(output)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     entries = []
     try:
-        with Progress("stickers", len(moments), enabled=options.show_progress) as progress:
+        with Progress("stickers", len(moments), enabled=show_progress) as progress:
             for k, m in enumerate(moments):
-                d = min(options.duration or DEFAULT_STICKER_S, preset.max_s or DEFAULT_STICKER_S, scene.end)
+                d = min(duration or DEFAULT_STICKER_S, preset.max_s or DEFAULT_STICKER_S, scene.end)
                 begin = float(np.clip(m.t - d / 2, 0.0, max(0.0, scene.end - d)))
                 plan = OutputPlan(tmp / f"{k + 1:02d}_{m.name}{_PRESET_SUFFIX[preset.name]}", preset.format, preset,
-                                  begin, d, options.loop, options.fps, options.dither, preset.size - 2 * preset.inset,
-                                  preset.inset)
+                                  begin, d, loop, fps, dither, preset.size - 2 * preset.inset, preset.inset)
                 fitted = fit(scene, plan, plan.output)
                 still = tmp / f"{k + 1:02d}_{m.name}.png"
                 write_image_atomic(still, scene.rgba(m.frame, 512))
@@ -527,7 +554,7 @@ def make_pack(source: Path, output: Path, options, count: int = 8) -> PackResult
                                 "frames": fitted.check.frames, "bytes": fitted.check.bytes,
                                 "size": [fitted.check.width, fitted.check.height]})
                 progress.advance(1)
-        pack = {"source": source.name, "preset": asdict(preset), "style": prepared.style.name,
+        pack = {"source": prepared.source.name, "preset": asdict(preset), "style": prepared.style.name,
                 "stickers": entries}
         write_text_atomic(tmp / "pack.json", json.dumps(pack, indent=1))
         if output.exists():

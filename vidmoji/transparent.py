@@ -144,7 +144,7 @@ def _encode(tmp: Path, fmt: AlphaFormat, frames: list[np.ndarray], times: list[f
     rate = Fraction(1 / float(np.median(steps)) if len(steps) else 25.0).limit_denominator(1001)
     pix_fmt, options = fmt.pix_fmt, {}
     if fmt.name == "webm":
-        options = {"crf": str(settings.crf), "b": str(settings.bitrate), "deadline": "good", "cpu-used": "4",
+        options = {"crf": str(settings.crf), "b": str(settings.bitrate), "deadline": "realtime", "cpu-used": "5",
                    "row-mt": "1", "auto-alt-ref": "0"}
     elif fmt.name == "webp":
         options = {"quality": str(settings.quality), "lossless": "0"}
