@@ -128,12 +128,13 @@ def avatar_rgba_frame(avatar: np.ndarray, pose: HeadPose | None, reference: Head
     fading through black."""
     s = avatar.shape[0]
     centre, scale, roll = avatar_placement(pose, reference, s)
-    a = avatar[..., 3:].astype(np.float32) / 255.0
-    pre = np.concatenate([avatar[..., :3] * a, avatar[..., 3:].astype(np.float32)], axis=2)
+    pre = avatar.astype(np.float32)
+    pre[..., :3] *= pre[..., 3:] * (1 / 255.0)
     warped = _warp(pre, centre, scale, roll, s, s)
-    alpha = warped[..., 3:] * opacity
-    rgb = np.where(warped[..., 3:] > 0, warped[..., :3] * 255.0 / np.maximum(warped[..., 3:], 1e-6), 0.0)
-    return np.concatenate([rgb, alpha], axis=2).round().clip(0, 255).astype(np.uint8)
+    alpha = warped[..., 3:]
+    warped[..., :3] *= 255.0 / np.maximum(alpha, 1e-3)   # where alpha is 0 the colour is 0 too
+    alpha *= opacity
+    return np.clip(warped + 0.5, 0, 255).astype(np.uint8)
 
 
 def overlay_frame(frame: np.ndarray, avatars: list[tuple[np.ndarray, HeadPose]], face_cover: float = 3.2,
