@@ -249,15 +249,42 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(tmp_path):
         "pack_preset": (["stickers", d0, "--preset", "snapchat", "-o", str(tmp_path / "p")], "unknown preset"),
         "pack_file": (["stickers", d0, "-o", str(tmp_path / "p.webm")], "a sticker pack is a folder"),
     }
-    jobs = [{"id": k, "argv": argv, "timeout": 120} for k, (argv, _) in cases.items()]
-    (tmp_path / "cases.json").write_text(json.dumps(jobs))
-    out = tmp_path.parent / f"{tmp_path.name}_results.jsonl"
-    subprocess.run([sys.executable, str(W / "tests" / "_drive.py"), str(tmp_path / "cases.json"), str(out)],
-                   check=True, timeout=600, capture_output=True)
-    records = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    records = _drive(tmp_path, {k: argv for k, (argv, _) in cases.items()})
     for key, (_, expected) in cases.items():
         r = records[key]
         lines = [line for line in r["stderr"].splitlines() if line.strip() and not line.startswith("device:")]
         assert r["exit_code"] == 1 and r["traceback"] is None, r
         assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], (key, lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cases.json"]
+
+
+def _drive(tmp_path: Path, cases: dict[str, list[str]]) -> dict[str, dict]:
+    """Run vidmoji command lines in one process (tests/_drive.py); id -> its result."""
+    (tmp_path / "cases.json").write_text(json.dumps([{"id": k, "argv": a, "timeout": 300} for k, a in cases.items()]))
+    out = tmp_path.parent / f"{tmp_path.name}_results.jsonl"
+    subprocess.run([sys.executable, str(W / "tests" / "_drive.py"), str(tmp_path / "cases.json"), str(out)],
+                   check=True, timeout=900, capture_output=True)
+    return {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+
+
+def test_cli_writes_a_preset_sticker_and_a_pack(tmp_path):
+    """The command lines end to end: a WhatsApp sticker from a moment of d0, and a Discord pack of d0; each
+    says what it wrote."""
+    from vidmoji.transparent import read_alpha
+    d0 = str(clip("liveportrait__d0"))
+    records = _drive(tmp_path, {
+        "render": ["render", d0, "--preset", "whatsapp", "--start", "0.5", "--loop", "pingpong",
+                   "-o", str(tmp_path / "s.webp"), "--device", "cpu"],
+        "stickers": ["stickers", d0, "--preset", "discord", "--count", "2", "-o", str(tmp_path / "pack"),
+                     "--device", "cpu"]})
+    for r in records.values():
+        assert r["exit_code"] == 0 and r["traceback"] is None, r
+    assert f"wrote {tmp_path / 's.webp'}" in records["render"]["stdout"]
+    sticker = read_alpha(tmp_path / "s.webp")
+    assert sticker.frames.shape[1:] == (512, 512, 4) and sticker.bytes <= 500 * 1024
+    assert sticker.duration_s == pytest.approx(2.62, abs=0.05)  # 3 s from 0.5 s is past the 3.12 s clip's end
+    pack = json.loads((tmp_path / "pack" / "pack.json").read_text())
+    assert 1 <= len(pack["stickers"]) <= 2 and pack["preset"]["name"] == "discord"
+    assert f"wrote {tmp_path / 'pack'}/" in records["stickers"]["stdout"]
+    for e in pack["stickers"]:
+        assert e["sticker"].endswith(".png") and read_alpha(tmp_path / "pack" / e["sticker"]).frames.shape[1:3] == (320, 320)

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vidmoji import parts
 from vidmoji.avatar.compose import AvatarComposer, avatar_placement, avatar_rgba_frame
 from vidmoji.avatar.templates import animated_svg
 from vidmoji.errors import VidmojiError
 from vidmoji.progress import Progress, log
-from vidmoji.transparent import (ALPHA_FORMATS, AlphaFormat, Decoded, EncodeSettings, format_of, read_alpha,
+from vidmoji.transparent import (ALPHA_FORMATS, Decoded, EncodeSettings, format_of, read_alpha,
                                  write_alpha)
 from vidmoji.video import VideoInfo, _temp_path_for, check_writable, write_image_atomic, write_text_atomic
 

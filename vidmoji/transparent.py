@@ -227,9 +227,12 @@ def read_alpha(path: Path) -> Decoded:
                            for p in files])
         return Decoded(frames, np.zeros(len(files)), 0.0, 0.0, "png", sum(p.stat().st_size for p in files))
     size = path.stat().st_size
-    if path.read_bytes()[8:12] == b"WEBP":
+    head = path.read_bytes()[:4096]
+    if head[8:12] == b"WEBP":
         return _read_webp(path, size)
-    with av.open(str(path)) as container:
+    # An animated PNG named .png (Discord's stickers) would be read as a still by the image demuxer.
+    animated_png = head.startswith(b"\x89PNG") and b"acTL" in head
+    with av.open(str(path), format="apng" if animated_png else None) as container:
         stream = container.streams.video[0]
         name = stream.codec_context.name
         # FFmpeg's own VP9 decoder drops the alpha plane; libvpx's reads it from the WebM block additions.

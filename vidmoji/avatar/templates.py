@@ -479,6 +479,7 @@ def animated_svg(style: Style, skin: str, times: list[float], duration: float,
     x, y, scale, roll, opacity = heads[0]
     head = ET.SubElement(svg, f"{{{SVG_NS}}}g", {
         "class": "vm vm-head", "opacity": f"{opacity if shown[0] is not None else 0.0:.3f}",
-        "transform": f"translate({x:.2f} {y:.2f}) rotate({roll:.2f}) scale({scale:.4f}) translate({-w / 2:g} {-h / 2:g})"})
+        "transform": f"translate({x:.2f} {y:.2f}) rotate({roll:.2f}) scale({scale:.4f}) "
+                     f"translate({-w / 2:g} {-h / 2:g})"})
     head.extend(groups)
     return ET.tostring(svg, encoding="unicode")
