@@ -60,6 +60,13 @@ def test_transparent_format_decodes_with_its_frames_and_alpha(prepared, tmp_path
     decoded = read_alpha(out)
     assert decoded.frames.shape == (38, 256, 256, 4)
     if fmt != "png":
+        import av
+        with av.open(str(out)) as c:
+            ctx = c.streams.video[0].codec_context
+            assert ctx.name == {"webm": "vp9", "webp": "webp", "gif": "gif", "apng": "apng", "mov": "prores"}[fmt]
+            if fmt == "mov":
+                assert ctx.profile == "4444" and ctx.pix_fmt.startswith("yuva")
+    if fmt != "png":
         assert decoded.duration_s == pytest.approx(38 / 25, abs=0.011)
         assert decoded.fps == pytest.approx(25, abs=0.3)
     scene = Scene(prep)
@@ -99,7 +106,7 @@ def test_presets_meet_their_limits_on_three_clips(prepared, tmp_path, name, star
         assert plan.output.stat().st_size <= preset.max_bytes
         assert decoded.bytes == plan.output.stat().st_size == fitted.check.bytes
         if preset.max_s:
-            assert decoded.duration_s <= preset.max_s + 1e-3
+            assert decoded.duration_s <= preset.max_s + 2e-3
         if preset.max_fps:
             assert decoded.fps <= preset.max_fps + 0.01
         assert decoded.duration_s == pytest.approx(min(3.0, scene.end - start), abs=0.07) or fitted.duration < 3.0
@@ -225,7 +232,7 @@ def test_sticker_pack_from_the_clips_moments(prepared, tmp_path):
             slot, name = tag.split(":")
             assert name in f["parts"][slot]["tags"], (e, f["parts"][slot])
         sticker = read_alpha(tmp_path / "pack" / e["sticker"])
-        assert sticker.frames.shape[1:3] == (512, 512) and sticker.duration_s <= 3.0 + 1e-3
+        assert sticker.frames.shape[1:3] == (512, 512) and sticker.duration_s <= 3.0 + 2e-3
         assert sticker.bytes <= 256 * 1024 and sticker.fps <= 30.01
         assert e["start"] <= e["t"] <= e["start"] + sticker.duration_s
         still = cv2.imread(str(tmp_path / "pack" / e["still"]), cv2.IMREAD_UNCHANGED)
@@ -244,6 +251,7 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(tmp_path):
         "over": (["render", d0, "--preset", "telegram", "--duration", "5", "-o", str(tmp_path / "t.webm")],
                  "2 s over its limit"),
         "png": (["render", d0, "-o", str(tmp_path / "a.png")], "--format png"),
+        "suffix": (["render", d0, "--preset", "telegram", "-o", str(tmp_path / "a.gif")], "written as .webm"),
         "layout": (["render", d0, "-o", str(tmp_path / "a.gif"), "--layout", "overlay"], "--layout avatar"),
         "mp4": (["render", d0, "-o", str(tmp_path / "a.mp4"), "--start", "1"], "transparent formats"),
         "pack_preset": (["stickers", d0, "--preset", "snapchat", "-o", str(tmp_path / "p")], "unknown preset"),
@@ -287,4 +295,5 @@ def test_cli_writes_a_preset_sticker_and_a_pack(tmp_path):
     assert 1 <= len(pack["stickers"]) <= 2 and pack["preset"]["name"] == "discord"
     assert f"wrote {tmp_path / 'pack'}/" in records["stickers"]["stdout"]
     for e in pack["stickers"]:
-        assert e["sticker"].endswith(".png") and read_alpha(tmp_path / "pack" / e["sticker"]).frames.shape[1:3] == (320, 320)
+        assert e["sticker"].endswith(".png") and e["still"].endswith("_still.png")
+        assert read_alpha(tmp_path / "pack" / e["sticker"]).frames.shape[1:3] == (320, 320)

@@ -148,9 +148,12 @@ def plan_output(source: Path, info: VideoInfo, options) -> OutputPlan | None:
                                f"{options.duration - preset.max_s:g} s over its limit")
         if preset.max_fps and options.fps and options.fps > preset.max_fps:
             raise VidmojiError(f"--fps {options.fps:g} cannot meet {preset.describe()}")
+    suffix = _PRESET_SUFFIX[preset.name] if preset else (".svg" if name == "svg" else ALPHA_FORMATS[name].suffix)
     if output is None:
-        suffix = _PRESET_SUFFIX[preset.name] if preset else (".svg" if name == "svg" else ALPHA_FORMATS[name].suffix)
         output = source.with_name(f"{source.stem}_{preset.name if preset else 'avatar'}{suffix}")
+    elif name != "png" and output.suffix.lower() not in {suffix, ALPHA_FORMATS.get(name, ALPHA_FORMATS["png"]).suffix}:
+        raise VidmojiError(f"cannot write {output}: {preset.name + ' stickers are' if preset else name + ' is'} "
+                           f"written as {suffix}, not {output.suffix or 'a file without a suffix'}")
     if name == "png":
         output = output.with_suffix("") if output.suffix.lower() == ".png" else output
     size = preset.size - 2 * preset.inset if preset else options.size
@@ -267,7 +270,7 @@ def check(decoded: Decoded, preset: Preset) -> Check:
     problems = []
     if (w, h) != (preset.size, preset.size):
         problems.append(f"is {w}x{h}, not {preset.size}x{preset.size}")
-    if preset.max_s and decoded.duration_s > preset.max_s + 1e-3:
+    if preset.max_s and decoded.duration_s > preset.max_s + 2e-3:  # a millisecond time base rounds each way
         problems.append(f"lasts {decoded.duration_s:.2f} s, {decoded.duration_s - preset.max_s:.2f} s over "
                         f"its {preset.max_s:g} s limit")
     if preset.max_fps and decoded.fps > preset.max_fps + 0.01:
@@ -545,7 +548,7 @@ def write_pack(prepared, output: Path, preset: Preset, count: int = 8, duration:
                 plan = OutputPlan(tmp / f"{k + 1:02d}_{m.name}{_PRESET_SUFFIX[preset.name]}", preset.format, preset,
                                   begin, d, loop, fps, dither, preset.size - 2 * preset.inset, preset.inset)
                 fitted = fit(scene, plan, plan.output)
-                still = tmp / f"{k + 1:02d}_{m.name}.png"
+                still = tmp / f"{k + 1:02d}_{m.name}_still.png"
                 write_image_atomic(still, scene.rgba(m.frame, 512))
                 entries.append({"moment": m.name, "t": round(m.t, 3), "frame": m.frame, "tags": list(m.tags),
                                 "sticker": plan.output.name, "still": still.name, "start": round(begin, 3),

@@ -252,10 +252,13 @@ def read_alpha(path: Path) -> Decoded:
                 frames.append(frame.to_ndarray(format="rgba"))
                 times.append(float(frame.pts * stream.time_base))
     times = np.asarray(times)
-    step = float(np.median(np.diff(times))) if len(times) > 1 else (durations[-1] if durations else 0.0)
+    # The mean step, not the median: times rounded to the time base (33, 67, 100 ms at 30 fps) would
+    # otherwise read as 30.3 fps.
+    step = float((times[-1] - times[0]) / (len(times) - 1)) if len(times) > 1 else (durations[-1] if durations else 0.0)
     last = durations[-1] if durations and durations[-1] > 0 else step
-    return Decoded(np.stack(frames), times - times[0], float(times[-1] - times[0] + last),
-                   1.0 / step if step > 0 else 0.0, name, size)
+    duration = float(times[-1] - times[0] + last)
+    return Decoded(np.stack(frames), times - times[0], duration, len(times) / duration if duration > 0 else 0.0,
+                   name, size)
 
 
 def _read_webp(path: Path, size: int) -> Decoded:
@@ -266,5 +269,5 @@ def _read_webp(path: Path, size: int) -> Decoded:
             frames.append(np.asarray(f.convert("RGBA")))
             durations.append(f.info.get("duration", 0) / 1000.0)
     times = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
-    step = float(np.median(durations)) if durations else 0.0
-    return Decoded(np.stack(frames), times, float(sum(durations)), 1.0 / step if step > 0 else 0.0, "webp", size)
+    total = float(sum(durations))
+    return Decoded(np.stack(frames), times, total, len(frames) / total if total > 0 else 0.0, "webp", size)
