@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vidmoji.pipeline import RenderOptions, prepare  # noqa: E402
-from vidmoji.stickers import PRESETS, _PRESET_SUFFIX, Scene, fit, plan_output  # noqa: E402
+from vidmoji.stickers import PRESETS, PRESET_SUFFIX, Scene, fit, plan_output  # noqa: E402
 from vidmoji.video import io_floor  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media" / "video"
@@ -47,7 +47,7 @@ def main() -> None:
             prepared = prepare(path, RenderOptions(device=args.device, show_progress=False))
             scene = Scene(prepared)
             for preset in PRESETS.values():
-                out = Path(tmp) / f"sticker{_PRESET_SUFFIX[preset.name]}"
+                out = Path(tmp) / f"sticker{PRESET_SUFFIX[preset.name]}"
                 plan = plan_output(path, prepared.info, RenderOptions(preset=preset.name, start=start, output=out))
                 fits, floors, result = [], [], None
                 for _ in range(args.runs):

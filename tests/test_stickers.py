@@ -91,14 +91,13 @@ def test_presets_meet_their_limits_on_three_clips(prepared, tmp_path, name, star
     bytes, a transparent background (WhatsApp: the 16 px margin is empty), and Telegram's has no audio."""
     import av
 
-    from vidmoji.stickers import PRESETS, Scene, fit
+    from vidmoji.stickers import PRESET_SUFFIX, PRESETS, Scene, fit
     from vidmoji.transparent import read_alpha
     prep = prepared(name)
     scene = Scene(prep)
     for preset in PRESETS.values():
         plan = _plan(prep, tmp_path, preset=preset.name, start=start,
-                     output=tmp_path / f"{preset.name}{'.png' if preset.name == 'discord' else '.x'}")
-        plan = plan.__class__(**{**plan.__dict__, "output": tmp_path / f"{name}_{preset.name}{plan.output.suffix}"})
+                     output=tmp_path / f"{name}_{preset.name}{PRESET_SUFFIX[preset.name]}")
         fitted = fit(scene, plan, plan.output)
         decoded = read_alpha(plan.output)
         n, h, w = decoded.frames.shape[:3]

@@ -62,7 +62,7 @@ PRESETS = {p.name: p for p in (
     Preset("discord", "apng", 320, 0, None, None, 512 * 1024),
 )}
 # The suffix each preset writes: Discord takes APNG stickers as .png files.
-_PRESET_SUFFIX = {"telegram": ".webm", "whatsapp": ".webp", "discord": ".png"}
+PRESET_SUFFIX = {"telegram": ".webm", "whatsapp": ".webp", "discord": ".png"}
 # Frame rates and shares of the duration tried, in this order, after the quality ladder alone fails.
 _FPS_STEPS = (1.0, 2 / 3, 1 / 2, 1 / 3)
 _DURATION_STEPS = (1.0, 0.75, 0.5)
@@ -148,7 +148,7 @@ def plan_output(source: Path, info: VideoInfo, options) -> OutputPlan | None:
                                f"{options.duration - preset.max_s:g} s over its limit")
         if preset.max_fps and options.fps and options.fps > preset.max_fps:
             raise VidmojiError(f"--fps {options.fps:g} cannot meet {preset.describe()}")
-    suffix = _PRESET_SUFFIX[preset.name] if preset else (".svg" if name == "svg" else ALPHA_FORMATS[name].suffix)
+    suffix = PRESET_SUFFIX[preset.name] if preset else (".svg" if name == "svg" else ALPHA_FORMATS[name].suffix)
     if output is None:
         output = source.with_name(f"{source.stem}_{preset.name if preset else 'avatar'}{suffix}")
     elif name != "png" and output.suffix.lower() not in {suffix, ALPHA_FORMATS.get(name, ALPHA_FORMATS["png"]).suffix}:
@@ -545,7 +545,7 @@ def write_pack(prepared, output: Path, preset: Preset, count: int = 8, duration:
             for k, m in enumerate(moments):
                 d = min(duration or DEFAULT_STICKER_S, preset.max_s or DEFAULT_STICKER_S, scene.end)
                 begin = float(np.clip(m.t - d / 2, 0.0, max(0.0, scene.end - d)))
-                plan = OutputPlan(tmp / f"{k + 1:02d}_{m.name}{_PRESET_SUFFIX[preset.name]}", preset.format, preset,
+                plan = OutputPlan(tmp / f"{k + 1:02d}_{m.name}{PRESET_SUFFIX[preset.name]}", preset.format, preset,
                                   begin, d, loop, fps, dither, preset.size - 2 * preset.inset, preset.inset)
                 fitted = fit(scene, plan, plan.output)
                 still = tmp / f"{k + 1:02d}_{m.name}_still.png"
