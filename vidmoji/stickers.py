@@ -125,6 +125,8 @@ def plan_output(source: Path, info: VideoInfo, options) -> OutputPlan | None:
             raise VidmojiError(f"cannot write {output}: a clip renders to a PNG sequence with --format png "
                                f"(-o names its folder) or to an animated PNG (.apng)")
     moment_asked = options.start or options.duration is not None or options.loop != "cut" or options.fps
+    if name == "mov" and not options.format and preset is None and options.layout != "avatar":
+        name = None  # -o x.mov with the side-by-side or overlay layout: the opaque H.264 MOV, as before
     if name is None or name == "mp4":
         if moment_asked:
             raise VidmojiError("--start, --duration, --loop and --fps apply to the transparent formats "
