@@ -33,7 +33,9 @@ demo: install $(OUT)/astronaut_turn.mp4
 	$(VENV)/bin/vidmoji render vidmoji/data/astronaut.png -o $(OUT)/astronaut_avatar.png
 	$(VENV)/bin/vidmoji render $(OUT)/astronaut_turn.mp4 -o $(OUT)/astronaut_turn_avatar.mp4 --layout side-by-side
 	$(VENV)/bin/vidmoji plot-embeddings $(OUT)/astronaut_turn.mp4 -o $(OUT)/astronaut_turn_embeddings.mp4
-	@echo "demo results are in $(OUT)/: astronaut_avatar.png (+ .svg), astronaut_turn_avatar.mp4, astronaut_turn_embeddings.mp4 (+ .png)"
+	$(VENV)/bin/vidmoji stickers $(OUT)/astronaut_turn.mp4 --preset telegram -o $(OUT)/astronaut_pack
+	$(VENV)/bin/vidmoji render $(OUT)/astronaut_turn.mp4 -o $(OUT)/astronaut_turn_avatar.svg
+	@echo "demo results are in $(OUT)/: astronaut_avatar.png (+ .svg), astronaut_turn_avatar.mp4, astronaut_turn_embeddings.mp4 (+ .png), astronaut_pack/, astronaut_turn_avatar.svg (animated)"
 
 # A short moving clip made from the bundled public-domain photo (no media from ../shared is committed).
 $(OUT)/astronaut_turn.mp4: vidmoji/data/astronaut.png | install

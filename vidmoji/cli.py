@@ -39,6 +39,12 @@ class Smooth(str, Enum):
     none = "none"
 
 
+class Loop(str, Enum):
+    cut = "cut"
+    pingpong = "pingpong"
+    fade = "fade"
+
+
 class Parser(str, Enum):
     mesh = "mesh"
     bisenet = "bisenet"
@@ -121,6 +127,15 @@ EMBEDDER = typer.Option("ae", "--embedder", help="Part embedder: ae, pca or resn
 WEIGHTS = typer.Option(None, "--weights", help="Weights file for the embedder (resnet50: torchvision's).")
 PARSER = typer.Option(Parser.mesh, "--parser", help="Face parser: mesh polygons, or BiSeNet with its weights.")
 PARSER_WEIGHTS = typer.Option(None, "--parser-weights", help="BiSeNet checkpoint (79999_iter.pth).")
+FORMAT = typer.Option(None, "--format", help="mp4 (default), webm, webp, gif, apng, mov, png (a folder of "
+                      "frames) or svg; else taken from -o's suffix. All but mp4 are transparent.")
+PRESET = typer.Option(None, "--preset", help="A messenger sticker: telegram (WebM), whatsapp (WebP) or "
+                      "discord (APNG), fitted to its limits.")
+START = typer.Option(0.0, "--start", help="Seconds into the clip where a transparent output starts.")
+DURATION = typer.Option(None, "--duration", help="Seconds of the clip a transparent output lasts.")
+LOOP = typer.Option(Loop.cut, "--loop", help="cut, pingpong (forward and back) or fade (in and out).")
+FPS = typer.Option(None, "--fps", help="Frame rate of a transparent output (default: the clip's).")
+DITHER = typer.Option(False, "--dither/--no-dither", help="Dither GIF/APNG palettes.")
 PERSONA = typer.Option(None, "--persona", help="A persona file from `vidmoji identify`: the same avatar "
                                              "across clips.")
 HAIR = typer.Option(None, "--hair", help="A hair part id of the style, or a length: bald, short, medium, long, "
@@ -242,16 +257,63 @@ def render(
     timeline: Optional[Path] = typer.Option(None, "--timeline", help="Write per-frame choices as JSON."),
     templates: Optional[Path] = TEMPLATES,
     device: Device = DEVICE,
+    format: Optional[str] = FORMAT,
+    preset: Optional[str] = PRESET,
+    start: float = START,
+    duration: Optional[float] = DURATION,
+    loop: Loop = LOOP,
+    fps: Optional[float] = FPS,
+    dither: bool = DITHER,
 ) -> None:
-    """Render the avatar video (or image) of a clip.
+    """Render the avatar video (or image) of a clip; transparent stickers with --format or a preset.
 
     Example: vidmoji render clip.mp4 --style cute --layout side-by-side
+
+    Example: vidmoji render clip.mp4 --preset telegram --start 1.5 --loop pingpong -o wave.webm
     """
     from vidmoji.pipeline import RenderOptions, render_media
     result = render_media(source, RenderOptions(
         output=output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
         smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin,
-        persona=persona, identity=_overrides(hair, hair_colour, glasses, facial_hair)))
+        persona=persona, identity=_overrides(hair, hair_colour, glasses, facial_hair),
+        format=format, preset=preset, start=start, duration=duration, loop=loop.value, fps=fps, dither=dither))
+    typer.echo(result.summary())
+
+
+@app.command()
+@friendly_errors
+def stickers(
+    source: Path = typer.Argument(..., help="A clip with a face."),
+    output: Path = typer.Option(..., "-o", "--output", help="The pack's folder (e.g. pack/)."),
+    preset: str = typer.Option("telegram", "--preset", help="telegram, whatsapp or discord."),
+    count: int = typer.Option(8, "--count", help="At most this many stickers (distinct moments)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds per sticker (default 3)."),
+    loop: Loop = LOOP,
+    fps: Optional[float] = FPS,
+    dither: bool = DITHER,
+    style: str = STYLE,
+    embedder: str = EMBEDDER,
+    weights: Optional[Path] = WEIGHTS,
+    skin: str = typer.Option("auto", "--skin", help="auto (measured from the face), a palette name, or #RRGGBB."),
+    persona: Optional[Path] = PERSONA,
+    hair: Optional[str] = HAIR,
+    hair_colour: Optional[str] = HAIR_COLOUR,
+    glasses: Optional[bool] = GLASSES,
+    facial_hair: Optional[str] = FACIAL_HAIR,
+    templates: Optional[Path] = TEMPLATES,
+    device: Device = DEVICE,
+) -> None:
+    """A sticker pack from a clip's most expressive moments (smile, laugh, surprise, wink, frown, raised
+    brow, ...): one sticker and one still 512 px PNG per moment, and pack.json.
+
+    Example: vidmoji stickers clip.mp4 --preset telegram -o pack/
+    """
+    from vidmoji.pipeline import RenderOptions
+    from vidmoji.stickers import make_pack
+    result = make_pack(source, output, RenderOptions(
+        style=style, embedder=embedder, weights=weights, templates=templates, device=device.value, skin=skin,
+        preset=preset, duration=duration, loop=loop.value, fps=fps, dither=dither, persona=persona,
+        identity=_overrides(hair, hair_colour, glasses, facial_hair)), count)
     typer.echo(result.summary())
 
 

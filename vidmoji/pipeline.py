@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vidmoji import parts
-from vidmoji.avatar.compose import (AvatarComposer, avatar_frame, head_pose, overlay_frame,
+from vidmoji.avatar.compose import (AvatarComposer, HeadPose, avatar_frame, head_pose, overlay_frame,
                                     side_by_side_frame)
 from vidmoji.avatar.index import PartIndex, build_indexes, load_indexes
 from vidmoji.avatar.templates import Look, Style, compose_svg, list_styles, load_style
@@ -35,7 +35,7 @@ from vidmoji.face.align import alignment_matrices, invert_affine, transform_poin
 from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
 from vidmoji.face.parse import colorize, mesh_label_map
-from vidmoji.identity import (Identity, IdentityOverrides, IdentitySampler, apply_overrides, check_overrides,
+from vidmoji.identity import (DEFAULT_IDENTITY, Identity, IdentityOverrides, IdentitySampler, apply_overrides, check_overrides,
                               choose_hair,
                               identity_timeline, measure_identity, persona_json, read_persona)
 from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, head_angles, measure, part_rgb_crops,
@@ -44,7 +44,7 @@ from vidmoji.face.windows import gaze as gaze_of
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
 from vidmoji.smooth import DEFAULT_FILL_MARGIN, count_switches, make_smoother
-from vidmoji.video import (IMAGE_SUFFIXES, FrameBatch, FrameReader, VideoWriter, check_writable, probe,
+from vidmoji.video import (IMAGE_SUFFIXES, FrameBatch, FrameReader, VideoInfo, VideoWriter, check_writable, probe,
                            write_bytes_atomic, write_image_atomic, write_text_atomic)
 
 BATCH = 32
@@ -347,6 +347,15 @@ class RenderOptions:
     persona: Path | None = None
     identity: IdentityOverrides = IdentityOverrides()
     show_progress: bool = True
+    # Transparent outputs and stickers (see vidmoji.stickers): the format (else the output's suffix), a
+    # messenger preset, the moment (seconds), how it loops, the frame rate and GIF dithering.
+    format: str | None = None
+    preset: str | None = None
+    start: float = 0.0
+    duration: float | None = None
+    loop: str = "cut"
+    fps: float | None = None
+    dither: bool = False
 
 
 @dataclass(frozen=True)
@@ -398,18 +407,39 @@ def _choice_ids(indexes: dict[str, PartIndex], rows: dict[str, np.ndarray], i: i
     return tuple(indexes[s].part_ids[int(rows[s][i])] for s in parts.SLOTS)
 
 
-def render_media(source: Path, options: RenderOptions) -> RenderResult:
-    """Render the avatar video (or, for a still image, the avatar PNG and SVG) of `source`."""
-    start = time.perf_counter()
-    source = Path(source)
+@dataclass
+class Prepared:
+    """A clip between the passes: its faces tracked and its parts chosen, ready to compose in any format."""
+
+    source: Path
+    info: VideoInfo
+    track: FaceTrack
+    choices: PartChoices
+    indexes: dict[str, PartIndex]
+    style: Style
+    skin: str
+    embedder: Embedder
+    device: torch.device
+    stages: dict[str, float]
+    identity: Identity = field(default_factory=lambda: DEFAULT_IDENTITY)
+    look: Look | None = None
+    hair_part: object = None                     # templates.Part: the style's hair chosen for the identity
+
+    def timeline(self) -> dict:
+        doc = timeline(self.track, self.choices, self.indexes, self.style, self.embedder)
+        doc["identity"] = identity_timeline(self.identity, self.hair_part)
+        return doc
+
+    def composer(self, size: int) -> AvatarComposer:
+        """The avatar composer of this subject: the style, skin and identity's look, at `size` pixels."""
+        return AvatarComposer(self.style, self.skin, size, look=self.look)
+
+
+def prepare(source: Path, options: RenderOptions, start: float | None = None) -> Prepared:
+    """Pass 1 and the choice of parts: probe, load the style and embedder, track the faces, match and
+    smooth. start: perf_counter() of the run, for the stage times."""
+    start = time.perf_counter() if start is None else start
     info = probe(source)
-    if options.layout not in ("avatar", "side-by-side", "overlay"):
-        raise VidmojiError(f"unknown layout {options.layout!r}: choose avatar, side-by-side or overlay")
-    output = Path(options.output) if options.output else _default_output(source, info.is_image, "avatar")
-    _check_output(output, info.is_image)
-    for path in (output, options.timeline):
-        if path is not None:
-            check_writable(Path(path))
     style = load_style(options.style, options.templates)
     if options.skin != "auto":
         style.colour(options.skin)
@@ -434,29 +464,54 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     # identity: measuring the sampled views, plus what sampling them cost inside pass 1
     stages["identity"] = time.perf_counter() - start - sum(stages.values()) + track.sample_s
     stages["faces"] -= track.sample_s
-    skin = identity.skin
-    composer = AvatarComposer(style, skin, options.size, look=look)
     choices = choose_parts(track, embedder, indexes, options.smooth, device)
-    others = other_faces_choices(track, embedder, indexes, device) if options.layout == "overlay" else None
+    return Prepared(source, info, track, choices, indexes, style, identity.skin, embedder, device, stages,
+                    identity, look, hair_part)
+
+
+def render_media(source: Path, options: RenderOptions) -> RenderResult:
+    """Render the avatar video (or, for a still image, the avatar PNG and SVG) of `source`; a transparent
+    format (`options.format`, or the output's suffix: see vidmoji.stickers) goes through
+    vidmoji.stickers.write_transparent."""
+    from vidmoji import stickers
+    start = time.perf_counter()
+    source = Path(source)
+    info = probe(source)
+    if options.layout not in ("avatar", "side-by-side", "overlay"):
+        raise VidmojiError(f"unknown layout {options.layout!r}: choose avatar, side-by-side or overlay")
+    plan = stickers.plan_output(source, info, options)
+    output = plan.output if plan is not None else (
+        Path(options.output) if options.output else _default_output(source, info.is_image, "avatar"))
+    if plan is None:
+        _check_output(output, info.is_image)
+    for path in (output, options.timeline):
+        if path is not None:
+            check_writable(Path(path))
+    prepared = prepare(source, options, start)
+    stages, track, choices, indexes = prepared.stages, prepared.track, prepared.choices, prepared.indexes
+    composer = prepared.composer(options.size)
+    others = other_faces_choices(track, prepared.embedder, indexes, prepared.device) \
+        if options.layout == "overlay" else None
     stages["match"] = time.perf_counter() - start - sum(stages.values())
 
     written = []
-    if info.is_image:
-        written += _write_image(output, track, choices, indexes, style, skin, composer, options, source, others)
+    if plan is not None:
+        written += stickers.write_transparent(prepared, plan, show_progress=options.show_progress)
+    elif info.is_image:
+        written += _write_image(output, track, choices, indexes, prepared.style, prepared.skin, composer, options,
+                                source, others)
     else:
         with Progress("render", len(track.pts), enabled=options.show_progress) as progress:
             _write_video(source, output, info.fps, info.time_base, track, choices, indexes, composer,
                          options, others, progress)
         written.append(output)
     if options.timeline:
-        doc = timeline(track, choices, indexes, style, embedder)
-        doc["identity"] = identity_timeline(identity, hair_part)
-        write_text_atomic(options.timeline, json.dumps(doc, indent=1))
+        write_text_atomic(options.timeline, json.dumps(prepared.timeline(), indent=1))
         written.append(Path(options.timeline))
     stages["compose"] = time.perf_counter() - start - sum(stages.values())
     switches = np.mean([count_switches(choices.rows[s], track.pts) for s in parts.SLOTS]) if len(track.pts) else 0.0
     return RenderResult(len(track.pts), float(track.has_face.mean()), float(switches),
-                        time.perf_counter() - start, tuple(written), str(device), stages)
+                        time.perf_counter() - start, tuple(written), str(prepared.device), stages)
 
 
 def subject_identity(track: FaceTrack, device: torch.device, persona: Identity | None = None,
@@ -525,26 +580,54 @@ def _layout_frame(frame, avatar, pose, reference, layout, composer, other_avatar
     return face if layout == "avatar" else side_by_side_frame(frame, face)
 
 
+@dataclass(frozen=True)
+class AvatarState:
+    """What the avatar shows at one frame: its parts (one id per slot), where the pupils look, the head
+    pose it follows and its opacity (a face lost for longer than _HOLD_S fades out)."""
+
+    choice: tuple[str, ...]
+    gaze: tuple[float, float] | None
+    pose: HeadPose
+    opacity: float
+
+
+def avatar_states(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartIndex]) -> list[AvatarState | None]:
+    """Per frame, the main avatar's state; None before the first face and once it has faded out. A frame
+    without a face holds the last avatar for _HOLD_S, then fades it out over _FADE_S."""
+    out: list[AvatarState | None] = []
+    last: AvatarState | None = None
+    last_face_t = None
+    for i, t in enumerate(track.pts):
+        choice = _choice_ids(indexes, choices.rows, i)
+        if choice is not None:
+            last, last_face_t = AvatarState(choice, _gaze_at(choices, i), head_pose(track.mesh[i]), 1.0), t
+            out.append(last)
+            continue
+        opacity = 0.0 if last is None else float(np.clip(1 - (t - last_face_t - _HOLD_S) / _FADE_S, 0.0, 1.0))
+        out.append(AvatarState(last.choice, last.gaze, last.pose, opacity) if opacity > 0 else None)
+    return out
+
+
+def reference_pose(track: FaceTrack) -> HeadPose | None:
+    """The clip's typical head pose (the median mesh's), which the avatar layout measures poses against."""
+    present = np.flatnonzero(track.has_face)
+    return head_pose(np.nanmedian(track.mesh[present], axis=0)) if len(present) else None
+
+
 def _write_video(source, output, fps, time_base, track, choices, indexes, composer, options, others,
                  progress) -> None:
     width, height = _output_size(options.layout, options.size, track.width, track.height)
-    present = np.flatnonzero(track.has_face)
-    reference = head_pose(np.nanmedian(track.mesh[present], axis=0)) if len(present) else None
-    last_choice, last_pose, last_face_t, last_gaze = None, None, None, None
+    reference = reference_pose(track)
+    states = avatar_states(track, choices, indexes)
+    last_pose = None
     with VideoWriter(output, width, height, fps, time_base, audio_from=source) as writer:
         for i, frame in _frames_again(source, len(track.pts), options.layout != "avatar"):
-            t = track.pts[i]
-            choice = _choice_ids(indexes, choices.rows, i)
-            opacity = 1.0
-            if choice is not None:
-                last_choice, last_pose, last_face_t = choice, head_pose(track.mesh[i]), t
-                last_gaze = _gaze_at(choices, i)
-            elif last_face_t is not None:
-                opacity = float(np.clip(1 - (t - last_face_t - _HOLD_S) / _FADE_S, 0.0, 1.0))
-            avatar = composer.avatar(last_choice, last_gaze) if last_choice is not None and opacity > 0 else None
+            state = states[i]
+            last_pose = state.pose if state is not None else last_pose
+            avatar = composer.avatar(state.choice, state.gaze) if state is not None else None
             out = _layout_frame(frame, avatar, last_pose, reference, options.layout, composer,
-                                _other_avatars(track, others, i), opacity)
-            writer.write(out, float(t))
+                                _other_avatars(track, others, i), state.opacity if state is not None else 1.0)
+            writer.write(out, float(track.pts[i]))
             progress.advance(1)
 
 

@@ -176,22 +176,44 @@ def _warp(rgba: np.ndarray, centre: tuple[float, float], scale: float, roll: flo
                           borderValue=(0, 0, 0, 0))
 
 
+def avatar_placement(pose: HeadPose | None, reference: HeadPose | None, s: int
+                     ) -> tuple[tuple[float, float], float, float]:
+    """Where the `avatar` layout puts an (s, s) avatar in an (s, s) picture: centre (x, y) pixels, scale
+    and roll radians, following the head's roll, and its scale and position relative to the clip's
+    typical pose (`reference`), within bounds; centred and upright without a pose."""
+    if pose is None or reference is None:
+        return (s / 2, s / 2), 0.85, 0.0
+    scale = float(np.clip(pose.iod / max(reference.iod, 1e-6), *_SCALE_RANGE))
+    shift = (np.array(pose.centre) - np.array(reference.centre)) / max(reference.iod, 1e-6)
+    shift = np.clip(shift * 0.25, -_SHIFT_LIMIT, _SHIFT_LIMIT) * s
+    return (s / 2 + float(shift[0]), s / 2 + float(shift[1])), 0.85 * scale, pose.roll
+
+
 def avatar_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose | None,
                  opacity: float = 1.0) -> np.ndarray:
-    """The `avatar` layout: (S, S, 3) uint8 with the avatar following the head's roll, and its scale and
-    position relative to the clip's typical pose (`reference`), within bounds."""
+    """The `avatar` layout: (S, S, 3) uint8, the avatar placed by `avatar_placement` on BACKGROUND."""
     s = avatar.shape[0]
     frame = np.empty((s, s, 3), np.uint8)
     frame[:] = BACKGROUND
-    if pose is None or reference is None:
-        centre, scale, roll = (s / 2, s / 2), 1.0, 0.0
-    else:
-        scale = float(np.clip(pose.iod / max(reference.iod, 1e-6), *_SCALE_RANGE))
-        shift = (np.array(pose.centre) - np.array(reference.centre)) / max(reference.iod, 1e-6)
-        shift = np.clip(shift * 0.25, -_SHIFT_LIMIT, _SHIFT_LIMIT) * s
-        centre, roll = (s / 2 + shift[0], s / 2 + shift[1]), pose.roll
-    _blend(frame, _warp(avatar, centre, 0.85 * scale, roll, s, s), opacity)
+    centre, scale, roll = avatar_placement(pose, reference, s)
+    _blend(frame, _warp(avatar, centre, scale, roll, s, s), opacity)
     return frame
+
+
+def avatar_rgba_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose | None,
+                      opacity: float = 1.0) -> np.ndarray:
+    """The `avatar` layout on a transparent background: (S, S, 4) uint8 straight-alpha RGBA, alpha 0
+    wherever the avatar is not drawn. Warped premultiplied, so the edges keep their colour instead of
+    fading through black."""
+    s = avatar.shape[0]
+    centre, scale, roll = avatar_placement(pose, reference, s)
+    pre = avatar.astype(np.float32)
+    pre[..., :3] *= pre[..., 3:] * (1 / 255.0)
+    warped = _warp(pre, centre, scale, roll, s, s)
+    alpha = warped[..., 3:]
+    warped[..., :3] *= 255.0 / np.maximum(alpha, 1e-3)   # where alpha is 0 the colour is 0 too
+    alpha *= opacity
+    return np.clip(warped + 0.5, 0, 255).astype(np.uint8)
 
 
 def overlay_frame(frame: np.ndarray, avatars: list[tuple[np.ndarray, HeadPose]],

@@ -402,10 +402,10 @@ def draw_order(look: Look | None) -> tuple[tuple[str, str], ...]:
 
 
 def _part_group(style: Style, part: Part, skin: str, gaze: tuple[float, float] = (0.0, 0.0), layer: str = "",
-                hair: str | None = None) -> tuple[list[ET.Element], ET.Element]:
+                hair: str | None = None, prefix: str | None = None) -> tuple[list[ET.Element], ET.Element]:
     """The part's defs and a <g> holding its drawing, placed on the canvas and painted in `skin`.
 
-    Ids are prefixed with the slot so that parts composed together never share one. gaze: (x, y) in
+    Ids are prefixed with the slot (or `prefix`) so that parts composed together never share one. gaze: (x, y) in
     [-1, 1] (x toward the image's right, y down) moves the part's pupil layer (an element with
     `data-gaze`, +1 or -1 for a drawing mirrored in x) by PUPIL_TRAVEL, inside the eye's clip. layer:
     "back" or "front" keeps only that top-level `data-layer` group of a hair part ("": all of it). hair:
@@ -420,7 +420,7 @@ def _part_group(style: Style, part: Part, skin: str, gaze: tuple[float, float] =
         for child in list(root):
             if child.get("data-layer") in HAIR_LAYERS and child.get("data-layer") != layer:
                 root.remove(child)
-    prefix = part.slot + "--"
+    prefix = prefix or part.slot + "--"
     for e in root.iter():
         if "id" in e.attrib:
             e.set("id", prefix + e.get("id"))
@@ -554,3 +554,87 @@ def render_part_layer(style: Style, part: Part, skin: str, size: int, gaze=None,
     hair_rgb = style.hair_colour(hair) if uses_hair_colour(part) else None
     return _layer(style, part.id, skin, size, quantize_gaze(gaze) if has_pupils(part) else (0.0, 0.0),
                   layer, hair_rgb, view)
+
+
+def animated_svg(style: Style, skin: str, times: list[float], duration: float,
+                 shown: list[tuple[str, ...] | None], heads: list[tuple[float, float, float, float, float]],
+                 look: Look | None = None) -> str:
+    """The avatar as one animated SVG document: every part the clip uses is drawn once, as a <g> whose
+    visibility CSS keyframes switch on and off over time, inside a head <g> whose transform and opacity
+    follow the head.
+
+    times: each frame's start (seconds, from 0); duration: the loop's length; shown: each frame's part ids
+    (one per slot, None: nothing shown); heads: each frame's (x, y, scale, roll degrees, opacity): where
+    the avatar's centre sits on the canvas, its scale and clockwise roll. The first frame is also drawn
+    without CSS animation (what a static SVG renderer shows). The animations read two CSS custom
+    properties: `--vidmoji-t` (a number of seconds: the time shown when paused, default 0) and
+    `--vidmoji-play` (`running` or `paused`), so a page can show any moment of it. look: the subject's
+    hair, glasses and facial hair, drawn (unanimated) in their layers among the parts.
+    """
+    w, h = style.canvas
+    duration = max(float(duration), 1e-3)
+    used: list[str] = []
+    for c in shown:
+        for part_id in c or ():
+            if part_id not in used:
+                used.append(part_id)
+    order = {slot: k for k, slot in enumerate(parts.SLOTS)}
+    used.sort(key=lambda pid: order[style.part(pid).slot])
+    pct = [f"{100.0 * t / duration:.4f}%" for t in times]
+    rules = [".vm{animation-duration:%.4fs;animation-iteration-count:infinite;"
+             "animation-delay:calc(-1s * var(--vidmoji-t, 0));animation-play-state:var(--vidmoji-play, running)}"
+             % duration,
+             ".vm-head{transform-box:view-box;transform-origin:0 0;animation-name:vm-head;"
+             "animation-timing-function:linear}"]
+
+    def head_css(x, y, scale, roll, opacity):
+        return (f"transform:translate({x:.2f}px,{y:.2f}px) rotate({roll:.2f}deg) scale({scale:.4f}) "
+                f"translate({-w / 2:g}px,{-h / 2:g}px);opacity:{opacity:.3f}")
+
+    frames, last = [], None
+    for p, head, c in zip(pct, heads, shown):
+        css = head_css(*head) if c is not None else head_css(*head[:4], 0.0)
+        if css != last:
+            frames.append(f"{p}{{{css}}}")
+            last = css
+    frames.append(f"100%{{{last}}}")
+    rules.append("@keyframes vm-head{" + "".join(frames) + "}")
+    groups, svg_defs = [], []
+    by_slot: dict[str, list[ET.Element]] = {}
+    for k, part_id in enumerate(used):
+        on = [c is not None and part_id in c for c in shown]
+        keys, prev = [], None
+        for p, v in zip(pct, on):
+            if v != prev:
+                keys.append(f"{p}{{visibility:{'visible' if v else 'hidden'}}}")
+                prev = v
+        keys.append(f"100%{{visibility:{'visible' if prev else 'hidden'}}}")
+        rules.append(f".vm-p{k}{{animation-name:vm-p{k};animation-timing-function:steps(1,end)}}")
+        rules.append(f"@keyframes vm-p{k}{{" + "".join(keys) + "}")
+        d, g = _part_group(style, style.part(part_id), skin, prefix=part_id.replace(".", "-") + "--")
+        g.set("class", f"vm vm-p{k}")
+        if not on[0]:
+            g.set("visibility", "hidden")
+        svg_defs.extend(d)
+        by_slot.setdefault(style.part(part_id).slot, []).append(g)
+    identity = look.parts() if look is not None else {}
+    hair_rgb = style.hair_colour(look.hair_colour) if look is not None else None
+    for slot, layer in draw_order(look):
+        if slot in identity:
+            d, g = _part_group(style, style.part(identity[slot]), skin, layer=layer, hair=hair_rgb,
+                               prefix=f"{slot}-{layer or 'all'}--")
+            svg_defs.extend(d)
+            groups.append(g)
+        elif not layer:
+            groups.extend(by_slot.get(slot, []))
+    svg = ET.Element(f"{{{SVG_NS}}}svg", {"viewBox": f"0 0 {w} {h}", "width": str(w), "height": str(h)})
+    ET.SubElement(svg, f"{{{SVG_NS}}}style").text = "\n".join(rules)
+    defs = ET.SubElement(svg, f"{{{SVG_NS}}}defs")
+    defs.extend(svg_defs)
+    x, y, scale, roll, opacity = heads[0]
+    head = ET.SubElement(svg, f"{{{SVG_NS}}}g", {
+        "class": "vm vm-head", "opacity": f"{opacity if shown[0] is not None else 0.0:.3f}",
+        "transform": f"translate({x:.2f} {y:.2f}) rotate({roll:.2f}) scale({scale:.4f}) "
+                     f"translate({-w / 2:g} {-h / 2:g})"})
+    head.extend(groups)
+    return ET.tostring(svg, encoding="unicode")
