@@ -97,6 +97,17 @@ def _warp(rgba: np.ndarray, centre: tuple[float, float], scale: float, roll: flo
                           borderValue=(0, 0, 0, 0))
 
 
+def _placement(pose: HeadPose | None, reference: HeadPose | None, s: int) -> tuple[tuple[float, float], float, float]:
+    """Centre, scale and roll of the avatar on an (s, s) canvas: following the head's roll, and its scale
+    and position relative to the typical pose (`reference`), within bounds."""
+    if pose is None or reference is None:
+        return (s / 2, s / 2), 0.85, 0.0
+    scale = float(np.clip(pose.iod / max(reference.iod, 1e-6), *_SCALE_RANGE))
+    shift = (np.array(pose.centre) - np.array(reference.centre)) / max(reference.iod, 1e-6)
+    shift = np.clip(shift * 0.25, -_SHIFT_LIMIT, _SHIFT_LIMIT) * s
+    return (s / 2 + shift[0], s / 2 + shift[1]), 0.85 * scale, pose.roll
+
+
 def avatar_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose | None,
                  opacity: float = 1.0) -> np.ndarray:
     """The `avatar` layout: (S, S, 3) uint8 with the avatar following the head's roll, and its scale and
@@ -104,15 +115,22 @@ def avatar_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose 
     s = avatar.shape[0]
     frame = np.empty((s, s, 3), np.uint8)
     frame[:] = BACKGROUND
-    if pose is None or reference is None:
-        centre, scale, roll = (s / 2, s / 2), 1.0, 0.0
-    else:
-        scale = float(np.clip(pose.iod / max(reference.iod, 1e-6), *_SCALE_RANGE))
-        shift = (np.array(pose.centre) - np.array(reference.centre)) / max(reference.iod, 1e-6)
-        shift = np.clip(shift * 0.25, -_SHIFT_LIMIT, _SHIFT_LIMIT) * s
-        centre, roll = (s / 2 + shift[0], s / 2 + shift[1]), pose.roll
-    _blend(frame, _warp(avatar, centre, 0.85 * scale, roll, s, s), opacity)
+    centre, scale, roll = _placement(pose, reference, s)
+    _blend(frame, _warp(avatar, centre, scale, roll, s, s), opacity)
     return frame
+
+
+def avatar_rgba_frame(avatar: np.ndarray | None, pose: HeadPose | None, reference: HeadPose | None,
+                      opacity: float, size: int) -> np.ndarray:
+    """The `avatar` layout on a transparent background: (size, size, 4) uint8 RGBA, straight alpha (for a
+    page over a stream); all transparent when avatar is None."""
+    if avatar is None:
+        return np.zeros((size, size, 4), np.uint8)
+    centre, scale, roll = _placement(pose, reference, avatar.shape[0])
+    out = _warp(avatar, centre, scale, roll, avatar.shape[0], avatar.shape[0])
+    if opacity < 1.0:
+        out[..., 3] = cv2.convertScaleAbs(out[..., 3], alpha=opacity)
+    return out
 
 
 def overlay_frame(frame: np.ndarray, avatars: list[tuple[np.ndarray, HeadPose]], face_cover: float = 3.2,
