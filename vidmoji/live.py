@@ -202,15 +202,17 @@ class LiveSource:
     def __init__(self, spec: str, realtime: bool):
         self.spec = spec
         camera = _camera_input(spec)
-        self.kind = "camera" if camera else "stream" if _URL.match(spec) else "file"
+        # A pipe or a device node streams like a camera: its end is not asked for.
+        local = Path(spec)
+        piped = local.exists() and not local.is_file() and not local.is_dir()
+        self.kind = "camera" if camera else "stream" if _URL.match(spec) or piped else "file"
         try:
             if camera:
                 self.container = av.open(camera[0], format=camera[1], options={"framerate": "30"},
                                          timeout=_STREAM_TIMEOUT_US / 1e6)
-            elif self.kind == "stream":
+            elif _URL.match(spec):
                 options = {"rtsp_transport": "tcp"} if spec.startswith("rtsp") else {}
-                self.container = av.open(spec, options={**options, "fflags": "nobuffer"},
-                                         timeout=_STREAM_TIMEOUT_US / 1e6)
+                self.container = av.open(spec, options=options, timeout=_STREAM_TIMEOUT_US / 1e6)
             else:
                 self.container = _open_input(Path(spec))
         except MediaError:
@@ -468,6 +470,10 @@ class ServeSink:
         self.close()
 
 
+_NO_VIRTUALCAM = ("--sink virtualcam needs pyvirtualcam: pip install 'vidmoji[live]' (and v4l2loopback on Linux, "
+                  "OBS on Windows and macOS)")
+
+
 class VirtualCamSink:
     """A virtual camera that Zoom, Meet or OBS see (pyvirtualcam: v4l2loopback on Linux, OBS Virtual Camera
     on Windows and macOS)."""
@@ -478,8 +484,7 @@ class VirtualCamSink:
         try:
             import pyvirtualcam
         except ImportError:
-            raise VidmojiError("--sink virtualcam needs pyvirtualcam: pip install 'vidmoji[live]' "
-                               "(and v4l2loopback on Linux, OBS on Windows and macOS)") from None
+            raise VidmojiError(_NO_VIRTUALCAM) from None
         try:
             self.cam = pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB)
         except Exception as exc:
@@ -687,6 +692,11 @@ def _check_options(options: LiveOptions) -> None:
                            "or --sink virtualcam")
     if options.sink not in (None, "virtualcam"):
         raise VidmojiError(f"unknown sink {options.sink!r}: the only one is virtualcam")
+    if options.sink == "virtualcam":
+        try:
+            import pyvirtualcam  # noqa: F401
+        except ImportError:
+            raise VidmojiError(_NO_VIRTUALCAM) from None
     if options.output not in (None, "-") and Path(options.output).suffix.lower() in IMAGE_SUFFIXES:
         raise VidmojiError(f"cannot write {options.output}: live writes a video (.mp4, .mkv, ...)")
     for path in (options.output if options.output not in (None, "-") else None, options.timeline, options.stats):
