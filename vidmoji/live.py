@@ -580,7 +580,7 @@ class LivePath:
                                small_faces="fallback")
         self.calibration = OnlineCalibration(fps)
         self.eyes = OnlineEyes(fps)
-        switch = {} if options.smooth == "viterbi" else {"switch_cost": 0.0}
+        switch = {} if options.smooth == "viterbi" else {"switch_cost": 0.0, "end_margin": 0.0}
         self.smoothers = {s: FixedLagViterbi(len(self.indexes[s].part_ids), options.lag, **switch) for s in parts.SLOTS}
         self.skin = options.skin if options.skin != "auto" else self.style.default_skin
         self._skins: list[np.ndarray] = []

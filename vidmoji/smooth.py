@@ -30,6 +30,11 @@ DEFAULT_FILL_MARGIN = 0.05
 # Hysteresis margin: above noise (~0.01) and the single-frame outliers to ignore (~0.03), below the smallest
 # real change (0.05), so real changes switch on their first frame.
 DEFAULT_HYSTERESIS_MARGIN = 0.04
+# Online (FixedLagViterbi): the state a path ends in changes only when another's path is this much cheaper
+# (in summed similarity). Two parts in a near tie swap the lead as the noise's sum wanders; a margin of 0.1
+# against a frame-to-frame noise of ~0.014 takes about (0.2 / 0.014)^2 = 200 frames of wandering to cross
+# both ways, and delays a real change of lead L by about 0.1 / L frames (a blink: none; 0.1: one frame).
+DEFAULT_END_MARGIN = 0.1
 
 
 class Smoother(Protocol):
@@ -166,20 +171,22 @@ class FixedLagViterbi:
     fill_margin, as in `candidate_scores`); `push(ids (k,), sims (k,))` takes one frame's candidates (all -1:
     no face, which ends the segment) and returns the part decided for the frame `lag` frames back (-1: no
     face, or still inside the first `lag` frames of the stream). lag 0 is the forward decision: the state
-    whose best path ends cheapest now. The whole-clip `ViterbiSmoother` is the same recursion with the
+    whose best path ends cheapest now, kept until another's ends `end_margin` cheaper. The whole-clip `ViterbiSmoother` is the same recursion with the
     whole segment as look-ahead.
     """
 
     def __init__(self, n_parts: int, lag: int = 0, switch_cost: float = DEFAULT_SWITCH_COST,
-                 fill_margin: float = DEFAULT_FILL_MARGIN):
+                 fill_margin: float = DEFAULT_FILL_MARGIN, end_margin: float = DEFAULT_END_MARGIN):
         if lag < 0 or n_parts < 1:
             raise ValueError(f"lag must be >= 0 and n_parts >= 1, got {lag} and {n_parts}")
         self.n_parts, self.lag = n_parts, lag
         self.switch_cost, self.fill_margin = switch_cost, fill_margin
+        self.end_margin = end_margin
         self._total: np.ndarray | None = None
-        # The last lag + 1 frames: whether each had a face, and the back-pointers into it.
+        self._end: int | None = None
+        # The last lag + 1 frames: whether each had a face, the state its path ended in, the back-pointers.
         self._face: list[bool] = []
-        self._totals: list[np.ndarray | None] = []
+        self._ends: list[int | None] = []
         self._stayed: list[np.ndarray] = []
         self._prev: list[int] = []
 
@@ -197,11 +204,20 @@ class FixedLagViterbi:
             else:
                 self._total, stay, j = viterbi_step(self._total, cost, self.switch_cost)
             self._remember(True, stay, j)
+        if self._total is not None:
+            # The path to follow ends in the state it ended in before, unless another's ends clearly cheaper:
+            # two parts whose totals cross back and forth (a near tie) would otherwise take turns.
+            best = int(self._total.argmin())
+            if self._end is None or self._total[self._end] - self._total[best] > self.end_margin:
+                self._end = best
+        else:
+            self._end = None
+        self._ends[-1] = self._end
         if len(self._face) <= self.lag or not self._face[0]:
             return -1
-        # Back along the best path ending at the latest remembered frame of the oldest frame's segment.
+        # Back along the path ending at the latest remembered frame of the oldest frame's segment.
         end = self._face.index(False) - 1 if False in self._face else len(self._face) - 1
-        state = int(self._totals[end].argmin())
+        state = self._ends[end]
         for u in range(end, 0, -1):
             if not self._stayed[u][state]:
                 state = self._prev[u]
@@ -209,11 +225,11 @@ class FixedLagViterbi:
 
     def _remember(self, face: bool, stay: np.ndarray, j: int) -> None:
         self._face.append(face)
-        self._totals.append(self._total)
+        self._ends.append(None)
         self._stayed.append(stay)
         self._prev.append(j)
         if len(self._face) > self.lag + 1:
-            del self._face[0], self._totals[0], self._stayed[0], self._prev[0]
+            del self._face[0], self._ends[0], self._stayed[0], self._prev[0]
 
 
 class HysteresisSmoother:
