@@ -31,10 +31,11 @@ DEFAULT_FILL_MARGIN = 0.05
 # real change (0.05), so real changes switch on their first frame.
 DEFAULT_HYSTERESIS_MARGIN = 0.04
 # Online (FixedLagViterbi): the state a path ends in changes only when another's path is this much cheaper
-# (in summed similarity). Two parts in a near tie swap the lead as the noise's sum wanders; a margin of 0.1
-# against a frame-to-frame noise of ~0.014 takes about (0.2 / 0.014)^2 = 200 frames of wandering to cross
-# both ways, and delays a real change of lead L by about 0.1 / L frames (a blink: none; 0.1: one frame).
-DEFAULT_END_MARGIN = 0.1
+# (in summed similarity). Two parts in an exact tie swap the lead as the noise's sum wanders: on the
+# synthetic still faces of tests/test_smooth.py that is 0.1-1.5 switches/s with no margin, 0-0.4 at 0.05,
+# 0-0.1 at 0.1; each 0.05 delays a real change of lead L by 0.05 / L frames, and on the labelled clips
+# (bench/bench_live.py) 0.1 cost up to 0.013 of agreement against no margin at lag 0.
+DEFAULT_END_MARGIN = 0.05
 
 
 class Smoother(Protocol):
