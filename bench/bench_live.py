@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -38,11 +39,14 @@ LATENCY_CLIP = "liveportrait__s32"
 
 
 def latency(clip: Path, tmp: Path, device: str, lag: int) -> dict:
+    """One paced run: the --stats summary, frames read, and the CPU time (all threads) per frame out, which
+    other programs on a shared machine inflate much less than the latencies."""
     stats = tmp / "stats.json"
-    live_media(LiveOptions(source=str(clip), output=str(tmp / "live.mp4"), realtime=True, stats=stats, device=device,
-                           lag=lag, show_status=False))
+    result = live_media(LiveOptions(source=str(clip), output=str(tmp / "live.mp4"), realtime=True, stats=stats,
+                                    device=device, lag=lag, show_status=False))
     doc = json.loads(stats.read_text())
-    return {**doc["summary"], "frames": len(doc["frames"])}
+    return {**doc["summary"], "frames": len(doc["frames"]),
+            "cpu_ms": result.cpu_s / max(len(result.latencies_ms), 1) * 1000}
 
 
 def _aligned(live_tl: dict, render_tl: dict) -> dict:
@@ -96,11 +100,14 @@ def main() -> None:
             runs.append(latency(clip, tmp, args.device, args.lag))
         r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
         print(f"latency: {LATENCY_CLIP} {info.width}x{info.height} {info.fps:.0f} fps at real time, layout avatar "
-              f"512x512 to .mp4, lag {args.lag}, {args.device} (median of {args.runs} run(s), {time.strftime('%Y-%m-%d %H:%M')})")
+              f"512x512 to .mp4, lag {args.lag}, {args.device} (median of {args.runs} run(s), "
+              f"{time.strftime('%Y-%m-%d %H:%M')})")
         print(f"  median {r['median_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['fps']:.1f} fps out, "
               f"dropped {r['dropped']:.0f} of {r['frames']:.0f} ({r['dropped'] / max(r['frames'], 1):.1%}); "
               f"I/O floor {statistics.median(floors):.1f} ms/frame (median latency / floor "
-              f"{r['median_ms'] / statistics.median(floors):.1f})")
+              f"{r['median_ms'] / statistics.median(floors):.1f}); CPU time per frame out "
+              f"(all threads, the dropped frames' decoding too) {r['cpu_ms']:.1f} ms; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         names = [f"liveportrait__{c.strip()}" for c in args.agreement.split(",") if c.strip()]
         if not names:
             return

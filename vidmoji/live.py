@@ -49,8 +49,8 @@ from vidmoji.video import (IMAGE_SUFFIXES, DecodeStats, MediaError, VideoWriter,
 LIVE_SMOOTHERS = ("viterbi", "none")
 MAX_LAG = 2
 LIVE_TORCH_THREADS = 1
-# Network streams and cameras: give up opening or reading after this long without data (microseconds).
-_STREAM_TIMEOUT_US = 5_000_000
+# Network streams and cameras: give up opening or reading after this long without data (seconds).
+_STREAM_TIMEOUT_S = 5.0
 # The running reference pose (where the head usually is) over this many seconds of face frames.
 _REFERENCE_S = 5.0
 _STATUS_EVERY_S = 0.5
@@ -95,6 +95,7 @@ class LiveResult:
     stopped: str
     expected: bool
     written: tuple[str, ...]
+    cpu_s: float = 0.0       # CPU time of the whole process (all threads) while frames ran
 
     @property
     def output_fps(self) -> float:
@@ -208,11 +209,10 @@ class LiveSource:
         self.kind = "camera" if camera else "stream" if _URL.match(spec) or piped else "file"
         try:
             if camera:
-                self.container = av.open(camera[0], format=camera[1], options={"framerate": "30"},
-                                         timeout=_STREAM_TIMEOUT_US / 1e6)
+                self.container = av.open(camera[0], format=camera[1], timeout=_STREAM_TIMEOUT_S)
             elif _URL.match(spec):
                 options = {"rtsp_transport": "tcp"} if spec.startswith("rtsp") else {}
-                self.container = av.open(spec, options=options, timeout=_STREAM_TIMEOUT_US / 1e6)
+                self.container = av.open(spec, options=options, timeout=_STREAM_TIMEOUT_S)
             else:
                 self.container = _open_input(Path(spec))
         except MediaError:
@@ -559,6 +559,7 @@ class _Counters:
     read: int = 0
     out: int = 0
     timed: list = field(default_factory=list)       # (t, latency ms) of every frame out
+    cpu_s: float = 0.0
     recent: deque = field(default_factory=lambda: deque(maxlen=120))
     started: float = field(default_factory=time.perf_counter)
 
@@ -568,7 +569,7 @@ class LivePath:
     smoothing, composition. `push(arrival)` returns the (arrival, output picture, RGBA picture or None)
     of the frames decided by it (none during the first `lag` frames, one after)."""
 
-    def __init__(self, options: LiveOptions, fps: float, width: int, height: int, want_rgba: bool):
+    def __init__(self, options: LiveOptions, fps: float, want_rgba: bool):
         self.options, self.fps = options, fps
         self.style = load_style(options.style, options.templates)
         if options.skin != "auto":
@@ -732,7 +733,7 @@ def _live(options: LiveOptions) -> LiveResult:
     try:
         first_w, first_h = source.stream.codec_context.width, source.stream.codec_context.height
         width, height = _output_size(options.layout, options.size, first_w, first_h)
-        path = LivePath(options, source.fps, width, height, want_rgba=options.serve is not None)
+        path = LivePath(options, source.fps, want_rgba=options.serve is not None and options.layout == "avatar")
         if options.layout == "overlay":
             log("note: live draws the main face only (render's overlay covers every face)")
         counters = _Counters()
@@ -755,6 +756,10 @@ def _live(options: LiveOptions) -> LiveResult:
         source.stop()
         raise
     stopped, expected = _run(source, path, sinks, counters, options)
+    if counters.out == 0 and not source.dropped:
+        for sink in sinks:
+            sink.abort()
+        raise MediaError(f"{options.source}: no frame could be read ({stopped})")
     written = []
     for sink in sinks:
         written.append(sink.close())
@@ -768,7 +773,8 @@ def _live(options: LiveOptions) -> LiveResult:
     if options.stats is not None:
         write_text_atomic(options.stats, json.dumps(_stats(counters, source.dropped, wall), indent=1))
         written.append(str(options.stats))
-    return LiveResult(frames, len(source.dropped), tuple(lat.tolist()), wall, stopped, expected, tuple(written))
+    return LiveResult(frames, len(source.dropped), tuple(lat.tolist()), wall, stopped, expected, tuple(written),
+                      counters.cpu_s)
 
 
 def _stats(counters: _Counters, dropped: list[float], wall: float) -> dict:
@@ -792,6 +798,7 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     next_status = time.perf_counter() + every
     source.start()
     counters.started = time.perf_counter()
+    cpu = time.process_time()
     stopped, expected = "", True
     try:
         while True:
@@ -819,6 +826,7 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     except _ReaderGone:
         stopped, expected = "the program reading stdout closed it", True
     finally:
+        counters.cpu_s = time.process_time() - cpu
         source.stop()
         if options.show_status and tty:
             sys.stderr.write("\n")
