@@ -7,6 +7,12 @@ A render makes two passes over the clip. The first decodes, locates the faces an
 (a few kB per frame). Between the passes the whole clip is known, so each part is calibrated to the
 subject's own baseline and the choice of parts is smoothed over time (Viterbi). The second pass composes
 and encodes; it decodes again only when the layout shows the original frames.
+
+The per-frame stages are shared with `vidmoji live` (vidmoji/live.py), which runs them one frame at a time:
+`FaceStage` (locate, mesh, iris, skin), `part_candidates` (calibrated windows, embed, FAISS, eyes paired),
+`FrameComposer` (layout, hold and fade) and `timeline_entry`. What render does with the whole clip as
+look-ahead (calibration, the eyes' wink decision, Viterbi), live does causally (OnlineCalibration,
+OnlineEyes, FixedLagViterbi).
 """
 
 from __future__ import annotations
