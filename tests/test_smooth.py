@@ -191,3 +191,45 @@ def test_count_switches_per_second():
     # 1 -> 2 and 3 -> 1 are switches; 2 -> gap -> 3 is not.
     assert count_switches(chosen, pts) == pytest.approx(2.0)
     assert count_switches(np.array([4]), np.array([0.0])) == 0.0
+
+
+def _online(ids: np.ndarray, sims: np.ndarray, lag: int, **kwargs) -> np.ndarray:
+    """FixedLagViterbi over a whole sequence, each decision put back at its own frame (the last `lag` frames
+    flushed with no-face frames, as live does at the end)."""
+    from vidmoji.smooth import FixedLagViterbi
+    f = FixedLagViterbi(N_PARTS, lag, **kwargs)
+    out = [f.push(i, s) for i, s in zip(ids, sims)]
+    out += [f.push(np.full(K, -1), np.zeros(K)) for _ in range(lag)]
+    return np.array(out[lag:])
+
+
+@pytest.mark.parametrize("lag", [0, 1, 2])
+def test_fixed_lag_viterbi_is_still_on_a_still_face_and_follows_real_changes(lag):
+    rng = np.random.default_rng(lag)
+    dense = still_face(300, rng)
+    dense[100:104, 5] += 0.6            # a blink of 4 frames
+    dense[200:, 9] += 0.5               # a lasting change
+    ids, sims = top_k(dense, no_face=slice(150, 153))
+    online = _online(ids, sims, lag)
+    whole = ViterbiSmoother().smooth(ids, sims)
+    assert np.all(online[150:153] == -1) and np.all(online[:150] >= 0)
+    # A near tie (0.01 apart) settles on the better part at most once, then stays.
+    assert count_switches(online[:100], times(100)) <= 1 / times(100)[-1]
+    assert np.all(online[60:100] == whole[60:100])
+    # The blink and the lasting change both show, late by at most two frames (a switch's cost to overcome).
+    assert np.all(online[102:104] == 5) and np.all(online[202:] == 9)
+    # (after the gap at 150 a new segment settles its near tie again)
+    assert (online[60:] == whole[60:]).mean() >= 0.9
+
+
+@pytest.mark.parametrize("lag", [0, 2])
+def test_fixed_lag_viterbi_on_an_exact_tie_stays_below_the_flicker_limit(lag):
+    rng = np.random.default_rng(3)
+    ids, sims = top_k(still_face(900, rng, gap=0.0))
+    assert count_switches(_online(ids, sims, lag), times(900)) < 0.5
+
+
+def test_fixed_lag_viterbi_without_switch_cost_is_each_frames_best():
+    rng = np.random.default_rng(7)
+    ids, sims = top_k(still_face(200, rng), no_face=slice(50, 60))
+    assert np.array_equal(_online(ids, sims, 0, switch_cost=0.0, end_margin=0.0), NoSmoother().smooth(ids, sims))

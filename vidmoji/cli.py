@@ -340,6 +340,72 @@ def identify(
     typer.echo(identify_media(source, output, device.value, overrides).summary())
 
 
+class LiveSmooth(str, Enum):
+    viterbi = "viterbi"
+    none = "none"
+
+
+class PipeFormat(str, Enum):
+    nut = "nut"
+    y4m = "y4m"
+
+
+class Sink(str, Enum):
+    virtualcam = "virtualcam"
+
+
+@app.command()
+@friendly_errors
+def live(
+    source: str = typer.Option(..., "--source", "-s",
+                               help="A camera (0, /dev/video0), a stream URL (rtsp://, rtmp://, http://, udp://) "
+                                    "or a file."),
+    output: Optional[str] = typer.Option(None, "-o", "--output",
+                                         help="A video file to record, or - for raw frames on stdout."),
+    stdout_format: PipeFormat = typer.Option(PipeFormat.nut, "--format",
+                                             help="Raw frames on stdout (-o -): nut (timed) or y4m."),
+    serve: Optional[str] = typer.Option(None, "--serve", help="Serve a page with the avatar on HOST:PORT "
+                                                               "(for a browser or an OBS Browser Source)."),
+    sink: Optional[Sink] = typer.Option(None, "--sink", help="virtualcam: a camera for Zoom, Meet, OBS "
+                                                            "(needs the live extra: pyvirtualcam)."),
+    realtime: bool = typer.Option(False, "--realtime", help="Play a file at its own pace (frames the CPU cannot "
+                                                            "keep up with are dropped)."),
+    style: str = STYLE,
+    embedder: str = EMBEDDER,
+    weights: Optional[Path] = WEIGHTS,
+    size: int = typer.Option(512, "--size", help="Avatar size in pixels."),
+    skin: str = typer.Option("auto", "--skin", help="auto (matched to the face), a palette name, or #RRGGBB."),
+    layout: Layout = typer.Option(Layout.avatar, "--layout"),
+    smooth: LiveSmooth = typer.Option(LiveSmooth.viterbi, "--smooth"),
+    lag: int = typer.Option(0, "--lag", help="Frames the smoother may wait before deciding one (0-2); each adds "
+                                             "a frame of latency."),
+    timeline: Optional[Path] = typer.Option(None, "--timeline", help="Write per-frame choices as JSON."),
+    stats: Optional[Path] = typer.Option(None, "--stats", help="Write per-frame latencies as JSON."),
+    persona: Optional[Path] = PERSONA,
+    hair: Optional[str] = HAIR,
+    hair_colour: Optional[str] = HAIR_COLOUR,
+    glasses: Optional[bool] = GLASSES,
+    facial_hair: Optional[str] = FACIAL_HAIR,
+    templates: Optional[Path] = TEMPLATES,
+    device: Device = DEVICE,
+) -> None:
+    """The avatar in real time, from a camera, a stream or a file, to a file, stdout, a page or a virtual camera.
+
+    Example: vidmoji live --source 0 --serve 127.0.0.1:8080
+    """
+    from vidmoji.live import LiveOptions, live_media
+    result = live_media(LiveOptions(
+        source=source, output=output, stdout_format=stdout_format.value, serve=serve,
+        sink=sink.value if sink else None, realtime=realtime, style=style, embedder=embedder, weights=weights,
+        size=size, skin=skin, layout=layout.value, smooth=smooth.value, lag=lag, timeline=timeline, stats=stats,
+        templates=templates, device=device.value, persona=persona,
+        identity=_overrides(hair, hair_colour, glasses, facial_hair)))
+    # With frames on stdout, the summary goes to stderr.
+    typer.echo(result.summary(), err=output == "-")
+    if not result.expected:
+        _fail(result.stopped)
+
+
 @app.command("plot-embeddings")
 @friendly_errors
 def plot_embeddings(

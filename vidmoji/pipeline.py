@@ -7,6 +7,12 @@ A render makes two passes over the clip. The first decodes, locates the faces an
 (a few kB per frame). Between the passes the whole clip is known, so each part is calibrated to the
 subject's own baseline and the choice of parts is smoothed over time (Viterbi). The second pass composes
 and encodes; it decodes again only when the layout shows the original frames.
+
+The per-frame stages are shared with `vidmoji live` (vidmoji/live.py), which runs them one frame at a time:
+`FaceStage` (locate, mesh, iris, skin), `part_candidates` (calibrated windows, embed, FAISS, eyes paired),
+`FrameComposer` (layout, hold and fade) and `timeline_entry`. What render does with the whole clip as
+look-ahead (calibration, the eyes' wink decision, Viterbi), live does causally (OnlineCalibration,
+OnlineEyes, FixedLagViterbi).
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import numpy as np
 import torch
 
 from vidmoji import parts
-from vidmoji.avatar.compose import (AvatarComposer, HeadPose, avatar_frame, head_pose, overlay_frame,
-                                    side_by_side_frame)
+from vidmoji.avatar.compose import (AvatarComposer, HeadPose, avatar_frame, avatar_rgba_frame, head_pose,
+                                    overlay_frame, side_by_side_frame)
 from vidmoji.avatar.index import PartIndex, build_indexes, load_indexes
 from vidmoji.avatar.templates import Look, Style, compose_svg, list_styles, load_style
 from vidmoji.device import choose_device
@@ -139,57 +145,99 @@ def refined_meshes(frames: torch.Tensor, faces: list[list], refiner: EyeRefiner)
     return out
 
 
+@dataclass
+class FaceFrames:
+    """What stage 1 found in N consecutive frames: has_face (N,) bool; mesh (N, 478, 3) float32 of the main
+    face (NaN where none); skin (N, 3) float32 RGB (NaN where none); others: per frame the meshes of the
+    other faces; rgb: {slot: (F, D)} RGB embeddings of the F frames with a face, when an RGB embedder ran."""
+
+    has_face: np.ndarray
+    mesh: np.ndarray
+    skin: np.ndarray
+    others: list[list[np.ndarray]]
+    rgb: dict[str, np.ndarray]
+
+
+class FaceStage:
+    """Stage 1 of the frame path: locate and mesh up to max_faces faces per frame on the device (the
+    tracker's state carried from call to call), refine the eyes and irises, follow the main face, read its
+    skin colour (and its RGB part embeddings for an RGB embedder). `render` feeds it batches of a whole
+    clip, `live` one frame at a time. small_faces: "all" looks for faces down to 48 px in every detection
+    (every face matters: overlay), "fallback" only where no larger face is seen (only the main face
+    matters)."""
+
+    def __init__(self, device: torch.device, rgb_embedder: Embedder | None = None, max_faces: int = 4,
+                 small_faces: str = "fallback"):
+        self.device = device
+        self.rgb_embedder = rgb_embedder
+        self.locator = FaceLocator(device, max_faces=max_faces, small_faces=small_faces)
+        self.refiner = EyeRefiner(device)
+        self._previous_box = None
+
+    def run(self, frames_np: np.ndarray) -> FaceFrames:
+        """frames_np: (N, H, W, 3) uint8 RGB, the next frames of the stream."""
+        frames = torch.from_numpy(frames_np).to(self.device)
+        faces = refined_meshes(frames, self.locator.track(frames), self.refiner)
+        n = len(frames_np)
+        meshes = np.full((n, parts.MESH_POINTS, 3), np.nan, np.float32)
+        has_face = np.zeros(n, bool)
+        others: list[list[np.ndarray]] = []
+        main_idx, main_mesh = [], []
+        for i, frame_faces in enumerate(faces):
+            face_meshes = [m.float().cpu().numpy() for m in frame_faces]
+            k = pick_main_face(face_meshes, self._previous_box)
+            if k is None:
+                others.append([])
+                continue
+            self._previous_box = _mesh_box(face_meshes[k])
+            meshes[i], has_face[i] = face_meshes[k], True
+            others.append([m for j, m in enumerate(face_meshes) if j != k])
+            main_idx.append(i)
+            main_mesh.append(frame_faces[k])
+        skin = np.full((n, 3), np.nan, np.float32)
+        rgb: dict[str, np.ndarray] = {}
+        if main_idx:
+            index = torch.tensor(main_idx, device=self.device)
+            mesh_t = torch.stack(main_mesh).to(self.device)
+            skin[main_idx] = skin_colours(frames, index, mesh_t).cpu().numpy()
+            if self.rgb_embedder is not None:
+                crops = part_rgb_crops(frames, index, mesh_t)
+                rgb = {slot: embed_slot(self.rgb_embedder, slot, crops[slot]).float().cpu().numpy()
+                       for slot in parts.SLOTS}
+        return FaceFrames(has_face, meshes, skin, others, rgb)
+
+
 def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | None = None,
                 progress: Progress | None = None, max_faces: int = 4, small_faces: str = "fallback") -> FaceTrack:
-    """Pass 1: decode the clip in batches, locate and mesh up to max_faces faces per frame on the device,
-    follow the main one. small_faces: "all" looks for faces down to 48 px in every detection (every face
-    matters: overlay), "fallback" only where no larger face is seen (only the main face matters)."""
-    locator = FaceLocator(device, max_faces=max_faces, small_faces=small_faces)
-    refiner = EyeRefiner(device)
-    pts, has_face, meshes, skins, others = [], [], [], [], []
-    rgb: dict[str, list[np.ndarray]] = {s: [] for s in parts.SLOTS}
-    previous_box = None
+    """Pass 1: the face stage over the whole clip, in batches (see FaceStage), keeping a bounded spread of
+    frontal views of the main face for its identity (vidmoji.identity.IdentitySampler)."""
+    stage = FaceStage(device, rgb_embedder, max_faces, small_faces)
+    pts, found = [], []
     heads = IdentitySampler()
     with FrameReader(source, batch_size=BATCH) as reader:
         info = reader.info
-        nan_mesh = np.full((parts.MESH_POINTS, 3), np.nan, np.float32)
         for batch in reader:
-            frames = torch.from_numpy(batch.frames).to(device)
-            faces = refined_meshes(frames, locator.track(frames), refiner)
-            main_idx, main_mesh = [], []
-            for i, frame_faces in enumerate(faces):
-                face_meshes = [m.float().cpu().numpy() for m in frame_faces]
-                k = pick_main_face(face_meshes, previous_box)
-                if k is None:
-                    meshes.append(nan_mesh)
-                    others.append([])
-                    has_face.append(False)
-                    continue
-                previous_box = _mesh_box(face_meshes[k])
-                meshes.append(face_meshes[k])
-                others.append([m for j, m in enumerate(face_meshes) if j != k])
-                has_face.append(True)
-                main_idx.append(i)
-                main_mesh.append(frame_faces[k])
-            skin_rows = np.full((len(batch.pts_s), 3), np.nan, np.float32)
-            if main_idx:
-                index = torch.tensor(main_idx, device=device)
-                mesh_t = torch.stack(main_mesh).to(device)
-                skin_rows[main_idx] = skin_colours(frames, index, mesh_t).cpu().numpy()
-                yaws = head_angles(mesh_t)["yaw"].cpu().numpy()
-                for j, i in enumerate(main_idx):
-                    heads.offer(batch.index + i, batch.frames[i], meshes[-len(batch.pts_s) + i], float(yaws[j]))
-                if rgb_embedder is not None:
-                    crops = part_rgb_crops(frames, index, mesh_t)
-                    for slot in parts.SLOTS:
-                        rgb[slot].append(embed_slot(rgb_embedder, slot, crops[slot]).float().cpu().numpy())
-            skins.append(skin_rows)
+            found.append(stage.run(batch.frames))
+            _offer_views(heads, batch, found[-1])
             pts.append(batch.pts_s)
             if progress:
                 progress.advance(len(batch.pts_s))
-    return FaceTrack(np.concatenate(pts), np.array(has_face, bool), np.stack(meshes), np.concatenate(skins),
-                     others, info.width, info.height, {s: np.concatenate(v) for s, v in rgb.items() if v},
-                     heads.samples, heads.seconds)
+    rgb = {s: np.concatenate([f.rgb[s] for f in found if s in f.rgb]) for s in parts.SLOTS
+           if any(s in f.rgb for f in found)}
+    return FaceTrack(np.concatenate(pts), np.concatenate([f.has_face for f in found]),
+                     np.concatenate([f.mesh for f in found]), np.concatenate([f.skin for f in found]),
+                     [o for f in found for o in f.others], info.width, info.height, rgb, heads.samples,
+                     heads.seconds)
+
+
+def _offer_views(heads: IdentitySampler, batch: FrameBatch, found: FaceFrames) -> None:
+    """Offer the batch's main faces to the identity sampler, with their yaw (turned heads are not kept)."""
+    index = np.flatnonzero(found.has_face)
+    if not len(index):
+        return
+    yaws = head_angles(torch.from_numpy(found.mesh[index]))["yaw"].numpy()
+    for i, yaw in zip(index, yaws):
+        heads.offer(batch.index + int(i), batch.frames[i], found.mesh[i], float(yaw))
 
 
 # --- between the passes: calibrate, embed, match, smooth -----------------------------------------------
@@ -242,18 +290,10 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
     eyes = eye_sequence(mesh_t, calibration, track_fps(track))
     gaze = np.full((len(track.pts), 2, 2), np.nan, np.float32)
     gaze[present] = gaze_of(measure(mesh_t), calibration).numpy()
-    if embedder.kind == "label":
-        matches = match_windows(embedder, indexes, face_windows(mesh, calibration, device, eyes=eyes), k)
-    else:
-        matches = {}
-        for slot in parts.SLOTS:
-            emb = track.rgb_embeddings.get(slot, np.zeros((0, 1), np.float32))
-            sims, rows = indexes[slot].search(emb, k)
-            matches[slot] = SlotMatches(emb, sims, rows)
+    matches, candidates = part_candidates(mesh, calibration, eyes, embedder, indexes, device,
+                                          track.rgb_embeddings, k)
     smoother = make_smoother(smooth)
     t = len(track.pts)
-    candidates = {s: (matches[s].rows, matches[s].sims) for s in parts.SLOTS}
-    candidates.update(paired_eye_candidates(indexes, candidates, ~eyes["wink"].numpy()))
     rows_out, sim_out = {}, {}
     for slot in parts.SLOTS:
         m = matches[slot]
@@ -265,6 +305,29 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
         rows_out[slot] = chosen
         sim_out[slot] = chosen_similarity(m.embeddings, indexes[slot], chosen[present], present, t)
     return PartChoices(rows_out, matches, sim_out, calibration, gaze)
+
+
+def part_candidates(mesh: np.ndarray, calibration: Calibration, eyes: dict[str, torch.Tensor], embedder: Embedder,
+                    indexes: dict[str, PartIndex], device: torch.device,
+                    rgb_embeddings: dict[str, np.ndarray] | None = None, k: int = TOP_K
+                    ) -> tuple[dict[str, SlotMatches], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The frame path's matching stage for F face frames: calibrated windows, embeddings, FAISS top-k, and
+    both eyes' states chosen together where they move together.
+
+    mesh: (F, 478, 3) of the main face; eyes: the openness to draw (`eye_sequence` over a clip,
+    `OnlineEyes` live); rgb_embeddings: {slot: (F, D)} for an RGB embedder. Returns the SlotMatches and
+    per slot the candidates (rows (F, k'), sims (F, k')) the smoother chooses from."""
+    if embedder.kind == "label":
+        matches = match_windows(embedder, indexes, face_windows(mesh, calibration, device, eyes=eyes), k)
+    else:
+        matches = {}
+        for slot in parts.SLOTS:
+            emb = (rgb_embeddings or {}).get(slot, np.zeros((0, 1), np.float32))
+            sims, rows = indexes[slot].search(emb, k)
+            matches[slot] = SlotMatches(emb, sims, rows)
+    candidates = {s: (matches[s].rows, matches[s].sims) for s in parts.SLOTS}
+    candidates.update(paired_eye_candidates(indexes, candidates, ~eyes["wink"].numpy()))
+    return matches, candidates
 
 
 def paired_eye_candidates(indexes: dict[str, PartIndex], candidates: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -580,6 +643,12 @@ def _layout_frame(frame, avatar, pose, reference, layout, composer, other_avatar
     return face if layout == "avatar" else side_by_side_frame(frame, face)
 
 
+def fade_opacity(t: float, last_face_t: float) -> float:
+    """The avatar's opacity at time t when the face was last seen at last_face_t: held for _HOLD_S, then
+    faded out over _FADE_S (the same in render, stickers and live)."""
+    return float(np.clip(1 - (t - last_face_t - _HOLD_S) / _FADE_S, 0.0, 1.0))
+
+
 @dataclass(frozen=True)
 class AvatarState:
     """What the avatar shows at one frame: its parts (one id per slot), where the pupils look, the head
@@ -603,7 +672,7 @@ def avatar_states(track: FaceTrack, choices: PartChoices, indexes: dict[str, Par
             last, last_face_t = AvatarState(choice, _gaze_at(choices, i), head_pose(track.mesh[i]), 1.0), t
             out.append(last)
             continue
-        opacity = 0.0 if last is None else float(np.clip(1 - (t - last_face_t - _HOLD_S) / _FADE_S, 0.0, 1.0))
+        opacity = 0.0 if last is None else fade_opacity(t, last_face_t)
         out.append(AvatarState(last.choice, last.gaze, last.pose, opacity) if opacity > 0 else None)
     return out
 
@@ -614,20 +683,42 @@ def reference_pose(track: FaceTrack) -> HeadPose | None:
     return head_pose(np.nanmedian(track.mesh[present], axis=0)) if len(present) else None
 
 
+class FrameComposer:
+    """The compose stage: each frame's chosen parts (None: no face) drawn in the layout, following the head
+    relative to `reference` (the clip's median pose in a render, a running one live). A frame without a
+    face holds the last avatar for _HOLD_S, then fades it out over _FADE_S."""
+
+    def __init__(self, composer: AvatarComposer, layout: str, reference: HeadPose | None = None):
+        self.composer, self.layout, self.reference = composer, layout, reference
+        self._choice, self._pose, self._face_t, self._gaze = None, None, None, None
+
+    def compose(self, frame: np.ndarray | None, t: float, choice: tuple[str, ...] | None, pose: HeadPose | None,
+                gaze: tuple[float, float] | None, other_avatars: list = (), rgba: bool = False) -> np.ndarray:
+        """The output picture of one frame: (H, W, 3) uint8 RGB; with rgba and the avatar layout, the avatar
+        alone as (S, S, 4) RGBA on a transparent background. frame: the source frame (None for the
+        avatar layout)."""
+        opacity = 1.0
+        if choice is not None:
+            self._choice, self._pose, self._face_t, self._gaze = choice, pose, t, gaze
+        elif self._face_t is not None:
+            opacity = fade_opacity(t, self._face_t)
+        avatar = self.composer.avatar(self._choice, self._gaze) if self._choice is not None and opacity > 0 else None
+        if rgba and self.layout == "avatar":
+            return avatar_rgba_frame(avatar, self._pose, self.reference, opacity, self.composer.size)
+        return _layout_frame(frame, avatar, self._pose, self.reference, self.layout, self.composer,
+                             list(other_avatars), opacity)
+
+
 def _write_video(source, output, fps, time_base, track, choices, indexes, composer, options, others,
                  progress) -> None:
     width, height = _output_size(options.layout, options.size, track.width, track.height)
-    reference = reference_pose(track)
-    states = avatar_states(track, choices, indexes)
-    last_pose = None
+    stage = FrameComposer(composer, options.layout, reference_pose(track))
     with VideoWriter(output, width, height, fps, time_base, audio_from=source) as writer:
         for i, frame in _frames_again(source, len(track.pts), options.layout != "avatar"):
-            state = states[i]
-            last_pose = state.pose if state is not None else last_pose
-            avatar = composer.avatar(state.choice, state.gaze) if state is not None else None
-            out = _layout_frame(frame, avatar, last_pose, reference, options.layout, composer,
-                                _other_avatars(track, others, i), state.opacity if state is not None else 1.0)
-            writer.write(out, float(track.pts[i]))
+            choice = _choice_ids(indexes, choices.rows, i)
+            pose = head_pose(track.mesh[i]) if choice is not None else None
+            writer.write(stage.compose(frame, float(track.pts[i]), choice, pose, _gaze_at(choices, i),
+                                       _other_avatars(track, others, i)), float(track.pts[i]))
             progress.advance(1)
 
 
@@ -661,28 +752,39 @@ def _batches_again(source: Path, count: int) -> Iterator[FrameBatch]:
             yield batch if n == len(batch.pts_s) else FrameBatch(batch.frames[:n], batch.pts_s[:n], batch.index)
 
 
+def timeline_entry(t: float, rows: dict[str, int] | None, similarity: dict[str, float], gaze: np.ndarray | None,
+                   indexes: dict[str, PartIndex]) -> dict:
+    """One frame of a timeline: time, face found, and per slot the chosen part id, its tags and the
+    similarity; each eye also its gaze [x, y]. rows: {slot: row} (None: no face); gaze: (2, 2) or None."""
+    entry = {"t": round(float(t), 6), "face": rows is not None}
+    if rows is not None:
+        entry["parts"] = {s: {"id": indexes[s].part_ids[int(rows[s])], "tags": list(indexes[s].tags[int(rows[s])]),
+                              "similarity": round(float(similarity[s]), 4)} for s in parts.SLOTS}
+        if gaze is not None:
+            for e, slot in enumerate(("eye_right", "eye_left")):
+                entry["parts"][slot]["gaze"] = [round(float(v), 3) for v in gaze[e]]
+    return entry
+
+
+def timeline_document(frames: list[dict], calibration: Calibration, style: Style, embedder: Embedder) -> dict:
+    """A timeline file: style, embedder, the subject's baseline and the frames (`timeline_entry`)."""
+    cal = calibration
+    return {"style": style.name, "embedder": embedder.name,
+            "calibration": {"eye_open": cal.eye_open, "brow_rest": cal.brow_rest, "brow_shape": cal.brow_shape,
+                            "rest_gap": cal.rest_gap, "lips": list(cal.lips), "mouth_sag": cal.mouth_sag},
+            "frames": frames}
+
+
 def timeline(track: FaceTrack, choices: PartChoices, indexes: dict[str, PartIndex], style: Style,
              embedder: Embedder) -> dict:
     """Per frame: time, face found, and per slot the chosen part id, its tags and the similarity; each eye
     also its gaze [x, y] in [-1, 1] (x toward the image's right, y down)."""
     frames = []
     for i, t in enumerate(track.pts):
-        entry = {"t": round(float(t), 6), "face": bool(track.has_face[i])}
-        if track.has_face[i]:
-            entry["parts"] = {
-                s: {"id": indexes[s].part_ids[int(choices.rows[s][i])],
-                    "tags": list(indexes[s].tags[int(choices.rows[s][i])]),
-                    "similarity": round(float(choices.similarity[s][i]), 4)}
-                for s in parts.SLOTS}
-            if choices.gaze is not None:
-                for e, slot in enumerate(("eye_right", "eye_left")):
-                    entry["parts"][slot]["gaze"] = [round(float(v), 3) for v in choices.gaze[i, e]]
-        frames.append(entry)
-    cal = choices.calibration
-    return {"style": style.name, "embedder": embedder.name,
-            "calibration": {"eye_open": cal.eye_open, "brow_rest": cal.brow_rest, "brow_shape": cal.brow_shape,
-                            "rest_gap": cal.rest_gap, "lips": list(cal.lips), "mouth_sag": cal.mouth_sag},
-            "frames": frames}
+        rows = {s: choices.rows[s][i] for s in parts.SLOTS} if track.has_face[i] else None
+        frames.append(timeline_entry(t, rows, {s: choices.similarity[s][i] for s in parts.SLOTS},
+                                     choices.gaze[i] if choices.gaze is not None else None, indexes))
+    return timeline_document(frames, choices.calibration, style, embedder)
 
 
 # --- identify ---------------------------------------------------------------------------------------------

@@ -30,6 +30,12 @@ DEFAULT_FILL_MARGIN = 0.05
 # Hysteresis margin: above noise (~0.01) and the single-frame outliers to ignore (~0.03), below the smallest
 # real change (0.05), so real changes switch on their first frame.
 DEFAULT_HYSTERESIS_MARGIN = 0.04
+# Online (FixedLagViterbi): the state a path ends in changes only when another's path is this much cheaper
+# (in summed similarity). Two parts in an exact tie swap the lead as the noise's sum wanders: on the
+# synthetic still faces of tests/test_smooth.py that is 0.1-1.5 switches/s with no margin, 0-0.4 at 0.05,
+# 0-0.1 at 0.1; each 0.05 delays a real change of lead L by 0.05 / L frames, and on the labelled clips
+# (bench/bench_live.py) 0.1 cost up to 0.013 of agreement against no margin at lag 0.
+DEFAULT_END_MARGIN = 0.05
 
 
 class Smoother(Protocol):
@@ -127,13 +133,7 @@ class ViterbiSmoother:
         total = cost[0].copy()
         committed = 0
         for t in range(1, n):
-            j = int(total.argmin())
-            switch = total[j] + self.switch_cost
-            stay = total <= switch
-            stayed[t % span] = stay
-            best_prev[t % span] = j
-            total = np.where(stay, total, switch)
-            total += cost[t]
+            total, stayed[t % span], best_prev[t % span] = viterbi_step(total, cost[t], self.switch_cost)
             if self.window is not None and t + 1 - committed == 2 * self.window:
                 keep = committed + self.window
                 path[committed:keep] = self._backtrack(total, t, committed, stayed, best_prev)[: self.window]
@@ -153,6 +153,84 @@ class ViterbiSmoother:
                 state = int(best_prev[u % span])
         out[0] = state
         return out
+
+
+def viterbi_step(total: np.ndarray, cost: np.ndarray, switch_cost: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """One frame of the least-cost recursion: total (S,) path costs up to the previous frame, cost (S,) this
+    frame's -similarity. Returns the new totals, stay (S,) bool (the best path into each state came from
+    itself) and the state every other path switched from."""
+    j = int(total.argmin())
+    switch = total[j] + switch_cost
+    stay = total <= switch
+    return np.where(stay, total, switch) + cost, stay, j
+
+
+class FixedLagViterbi:
+    """The Viterbi smoother online, one frame at a time, deciding each frame `lag` frames after it arrives.
+
+    The states are all `n_parts` parts of a slot (a part outside a frame's top-k scores the k-th best minus
+    fill_margin, as in `candidate_scores`); `push(ids (k,), sims (k,))` takes one frame's candidates (all -1:
+    no face, which ends the segment) and returns the part decided for the frame `lag` frames back (-1: no
+    face, or still inside the first `lag` frames of the stream). lag 0 is the forward decision: the state
+    whose best path ends cheapest now, kept until another's ends `end_margin` cheaper. The whole-clip `ViterbiSmoother` is the same recursion with the
+    whole segment as look-ahead.
+    """
+
+    def __init__(self, n_parts: int, lag: int = 0, switch_cost: float = DEFAULT_SWITCH_COST,
+                 fill_margin: float = DEFAULT_FILL_MARGIN, end_margin: float = DEFAULT_END_MARGIN):
+        if lag < 0 or n_parts < 1:
+            raise ValueError(f"lag must be >= 0 and n_parts >= 1, got {lag} and {n_parts}")
+        self.n_parts, self.lag = n_parts, lag
+        self.switch_cost, self.fill_margin = switch_cost, fill_margin
+        self.end_margin = end_margin
+        self._total: np.ndarray | None = None
+        self._end: int | None = None
+        # The last lag + 1 frames: whether each had a face, the state its path ended in, the back-pointers.
+        self._face: list[bool] = []
+        self._ends: list[int | None] = []
+        self._stayed: list[np.ndarray] = []
+        self._prev: list[int] = []
+
+    def push(self, ids: np.ndarray, sims: np.ndarray) -> int:
+        ids = np.asarray(ids, np.int64)
+        valid = ids >= 0
+        if not valid.any():
+            self._total = None
+            self._remember(False, np.ones(self.n_parts, bool), 0)
+        else:
+            cost = np.full(self.n_parts, -(float(np.min(np.asarray(sims)[valid])) - self.fill_margin))
+            np.minimum.at(cost, ids[valid], -np.asarray(sims, np.float64)[valid])
+            if self._total is None:
+                self._total, stay, j = cost, np.ones(self.n_parts, bool), 0
+            else:
+                self._total, stay, j = viterbi_step(self._total, cost, self.switch_cost)
+            self._remember(True, stay, j)
+        if self._total is not None:
+            # The path to follow ends in the state it ended in before, unless another's ends clearly cheaper:
+            # two parts whose totals cross back and forth (a near tie) would otherwise take turns.
+            best = int(self._total.argmin())
+            if self._end is None or self._total[self._end] - self._total[best] > self.end_margin:
+                self._end = best
+        else:
+            self._end = None
+        self._ends[-1] = self._end
+        if len(self._face) <= self.lag or not self._face[0]:
+            return -1
+        # Back along the path ending at the latest remembered frame of the oldest frame's segment.
+        end = self._face.index(False) - 1 if False in self._face else len(self._face) - 1
+        state = self._ends[end]
+        for u in range(end, 0, -1):
+            if not self._stayed[u][state]:
+                state = self._prev[u]
+        return state
+
+    def _remember(self, face: bool, stay: np.ndarray, j: int) -> None:
+        self._face.append(face)
+        self._ends.append(None)
+        self._stayed.append(stay)
+        self._prev.append(j)
+        if len(self._face) > self.lag + 1:
+            del self._face[0], self._ends[0], self._stayed[0], self._prev[0]
 
 
 class HysteresisSmoother:

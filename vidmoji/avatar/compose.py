@@ -200,11 +200,13 @@ def avatar_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose 
     return frame
 
 
-def avatar_rgba_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose | None,
-                      opacity: float = 1.0) -> np.ndarray:
+def avatar_rgba_frame(avatar: np.ndarray | None, pose: HeadPose | None, reference: HeadPose | None,
+                      opacity: float = 1.0, size: int | None = None) -> np.ndarray:
     """The `avatar` layout on a transparent background: (S, S, 4) uint8 straight-alpha RGBA, alpha 0
-    wherever the avatar is not drawn. Warped premultiplied, so the edges keep their colour instead of
-    fading through black."""
+    wherever the avatar is not drawn (all of it when avatar is None: then S is `size`). Warped
+    premultiplied, so the edges keep their colour instead of fading through black."""
+    if avatar is None:
+        return np.zeros((size, size, 4), np.uint8)
     s = avatar.shape[0]
     centre, scale, roll = avatar_placement(pose, reference, s)
     pre = avatar.astype(np.float32)

@@ -1,0 +1,879 @@
+"""`vidmoji live`: the avatar in real time, from a camera, a network stream or a file played at its own pace.
+
+The frame path is render's (vidmoji.pipeline): FaceStage, part_candidates, FrameComposer, with the causal
+versions of the stages that need look-ahead in a render: OnlineCalibration (population values, then the
+subject's own baseline within about two seconds), OnlineEyes (winks, dead bands) and FixedLagViterbi
+(smoothing that decides each frame at most `lag` frames after it arrives).
+
+A source thread reads frames and hands over only the newest: when the frame path falls behind, the frame
+waiting is replaced and counted as dropped, never queued. A frame's latency runs from the moment it is read
+from the source to the moment its output is handed to the sinks (a file, raw frames on stdout, a local page,
+a virtual camera).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import platform
+import re
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+
+from vidmoji import parts
+from vidmoji.avatar.compose import AvatarComposer, head_pose
+from vidmoji.avatar.index import load_indexes
+from vidmoji.avatar.templates import has_pupils, load_style, quantize_gaze
+from vidmoji.device import choose_device
+from vidmoji.embed.registry import load_embedder
+from vidmoji.errors import VidmojiError
+from vidmoji.face.windows import OnlineCalibration, OnlineEyes, head_angles, measure
+from vidmoji.identity import (IdentityOverrides, IdentitySampler, apply_overrides, check_overrides,
+                              identity_timeline, measure_identity, read_persona)
+from vidmoji.pipeline import (TOP_K, FaceStage, FrameComposer, _output_size, chosen_similarity, part_candidates,
+                              subject_look,
+                              timeline_entry, timeline_document)
+from vidmoji.progress import log
+from vidmoji.smooth import FixedLagViterbi
+from vidmoji.video import (IMAGE_SUFFIXES, DecodeStats, MediaError, VideoWriter, _decode_tolerant, _frame_seconds,
+                           _open_input, _reason, _upright_quarter_turns, _video_stream, check_writable,
+                           write_text_atomic)
+
+# Smoothing live: the fixed-lag Viterbi at the render's switch cost, or none (each frame's best part).
+LIVE_SMOOTHERS = ("viterbi", "none")
+MAX_LAG = 2
+LIVE_TORCH_THREADS = 1
+# Without a persona, identity is measured from up to IDENTITY_VIEWS views over the first IDENTITY_S seconds.
+IDENTITY_S = 2.0
+IDENTITY_VIEWS = 6
+# Network streams and cameras: give up opening or reading after this long without data (seconds).
+_STREAM_TIMEOUT_S = 5.0
+# The running reference pose (where the head usually is) over this many seconds of face frames.
+_REFERENCE_S = 5.0
+_STATUS_EVERY_S = 0.5
+_STATUS_EVERY_S_NOT_TTY = 5.0
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """Options of `live_media` (see `vidmoji live --help`)."""
+
+    source: str
+    output: str | None = None            # a video file, or "-" for raw frames on stdout
+    stdout_format: str = "nut"           # y4m | nut, for output "-"
+    serve: str | None = None             # HOST:PORT of the local page
+    sink: str | None = None              # "virtualcam"
+    realtime: bool = False
+    style: str = "flat"
+    embedder: str = "ae"
+    weights: Path | None = None
+    size: int = 512
+    skin: str = "auto"
+    layout: str = "avatar"
+    smooth: str = "viterbi"
+    lag: int = 0
+    timeline: Path | None = None
+    stats: Path | None = None
+    persona: Path | None = None          # a persona file (vidmoji identify); else identity measured live
+    identity: IdentityOverrides = IdentityOverrides()
+    templates: Path | None = None
+    device: str = "auto"
+    show_status: bool = True
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    """What a live run did: frames read, output and dropped; latencies (ms) of the output frames; why it
+    stopped, and whether that was asked for (the end of a file, Ctrl-C) or not (a source that went away)."""
+
+    frames: int
+    dropped: int
+    latencies_ms: tuple[float, ...]
+    wall_s: float
+    stopped: str
+    expected: bool
+    written: tuple[str, ...]
+    cpu_s: float = 0.0       # CPU time of the whole process (all threads) while frames ran
+
+    @property
+    def output_fps(self) -> float:
+        return len(self.latencies_ms) / max(self.wall_s, 1e-9)
+
+    def summary(self) -> str:
+        lat = np.asarray(self.latencies_ms)
+        timing = (f"latency median {np.median(lat):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms"
+                  if len(lat) else "no frame out")
+        lines = [f"{self.frames} frames read, {len(self.latencies_ms)} out at {self.output_fps:.1f} fps, "
+                 f"{self.dropped} dropped ({self.dropped / max(self.frames, 1):.1%}); {timing}; stopped: {self.stopped}"]
+        lines += [f"  wrote {p}" for p in self.written]
+        return "\n".join(lines)
+
+
+# --- sources ----------------------------------------------------------------------------------------------
+@dataclass
+class Arrival:
+    """A frame read from the source: (H, W, 3) uint8 RGB, its time in seconds from the first frame, and the
+    moment it was read (time.perf_counter())."""
+
+    frame: np.ndarray
+    t: float
+    read_at: float
+
+
+@dataclass
+class _Ended:
+    reason: str
+    expected: bool
+
+
+class Mailbox:
+    """Hands frames from the source thread to the frame path. With `drop`, a frame not yet taken when the
+    next arrives is replaced (and returned to the caller, who counts it); without, the source waits."""
+
+    def __init__(self, drop: bool):
+        self.drop = drop
+        self._item = None
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def wait_room(self) -> None:
+        """Without `drop`: wait until the frame path has taken the last item (so a frame is read when it
+        can be taken, and its latency does not count the wait)."""
+        with self._cond:
+            while not self.drop and self._item is not None and not self._closed:
+                self._cond.wait(0.1)
+
+    def put(self, item) -> object | None:
+        """Offer an item; returns the item it replaced (a dropped frame), else None."""
+        self.wait_room()
+        with self._cond:
+            replaced, self._item = self._item, item
+            self._cond.notify_all()
+            return replaced if isinstance(replaced, Arrival) else None
+
+    def finish(self, item) -> None:
+        """The last item (an end): never replaced, never replacing a frame still waiting."""
+        with self._cond:
+            while self._item is not None and not self._closed:
+                self._cond.wait(0.1)
+            self._item = item
+            self._cond.notify_all()
+
+    def get(self, timeout: float = 0.1):
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def _camera_input(spec: str) -> tuple[str, str] | None:
+    """(device, FFmpeg input format) when `spec` names a camera: an index (0, 1, ...) or /dev/videoN."""
+    system = platform.system()
+    if spec.isdigit():
+        if system == "Linux":
+            return f"/dev/video{spec}", "v4l2"
+        if system == "Darwin":
+            return spec, "avfoundation"
+        raise VidmojiError(f"camera {spec}: on this system give the camera by name, e.g. --source 'video=My Camera'")
+    if spec.startswith("/dev/video"):
+        return spec, "v4l2"
+    if spec.startswith("video=") and system == "Windows":
+        return spec, "dshow"
+    return None
+
+
+class LiveSource:
+    """A camera, a network stream or a file, read in a thread that hands each frame to a Mailbox.
+
+    realtime: a file is played at its own pace (its timestamps against the wall clock); without it a file is
+    read as fast as the frame path takes frames, none dropped. Cameras and streams always run at their own
+    pace. The source's end is reported as the last item: expected for a file that reached its end, not for
+    a camera or stream that stopped, nor for a file the demuxer could not read on.
+    """
+
+    def __init__(self, spec: str, realtime: bool):
+        self.spec = spec
+        camera = _camera_input(spec)
+        # A pipe or a device node streams like a camera: its end is not asked for.
+        local = Path(spec)
+        piped = local.exists() and not local.is_file() and not local.is_dir()
+        self.kind = "camera" if camera else "stream" if _URL.match(spec) or piped else "file"
+        try:
+            if camera:
+                self.container = av.open(camera[0], format=camera[1], timeout=_STREAM_TIMEOUT_S)
+            elif _URL.match(spec):
+                options = {"rtsp_transport": "tcp"} if spec.startswith("rtsp") else {}
+                self.container = av.open(spec, options=options, timeout=_STREAM_TIMEOUT_S)
+            else:
+                self.container = _open_input(Path(spec))
+        except MediaError:
+            raise
+        except Exception as exc:
+            raise MediaError(f"cannot open {self.kind} {spec}: {_reason(exc)}") from exc
+        if not self.container.streams.video:
+            self.container.close()
+            raise MediaError(f"{spec}: has no video stream")
+        self.stream = _video_stream(Path(spec), self.container)
+        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        self.fps = float(rate) if rate and 0 < float(rate) <= 1000 else 30.0
+        self.pace = realtime and self.kind == "file"
+        self.mailbox = Mailbox(drop=self.kind != "file" or realtime)
+        self.dropped: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vidmoji-live-source", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        self._thread.join(timeout=5)
+        try:
+            self.container.close()
+        except Exception:
+            pass
+
+    def _run(self) -> None:
+        stats = DecodeStats()
+        t0 = wall0 = None
+        turns, last = 0, None
+        try:
+            self.stream.thread_type = "AUTO" if self.kind == "file" and not self.pace else "SLICE"
+            for frame in _decode_tolerant(self.container, self.stream, stats):
+                if self._stop.is_set():
+                    return
+                t = _frame_seconds(frame, self.stream)
+                if t is None or not np.isfinite(t):
+                    t = (last + 1 / self.fps) if last is not None else 0.0
+                if t0 is None:
+                    t0, wall0, turns = t, time.perf_counter(), _upright_quarter_turns(frame)
+                rel = t - t0
+                if last is not None and rel <= last:      # out of order or repeated: not a new frame
+                    continue
+                rgb = frame.to_ndarray(format="rgb24")
+                if turns:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, turns))
+                if self.pace:
+                    wait = wall0 + rel - time.perf_counter()
+                    if wait > 0 and self._stop.wait(wait):
+                        return
+                last = rel
+                self.mailbox.wait_room()
+                replaced = self.mailbox.put(Arrival(rgb, rel, time.perf_counter()))
+                if replaced is not None:
+                    self.dropped.append(replaced.t)
+        except Exception as exc:
+            stats.stopped = _reason(exc)
+        if self._stop.is_set():
+            return
+        at = f" at {last:.2f} s" if last is not None else ""
+        if stats.stopped is not None:
+            ended = _Ended(f"the {self.kind} {self.spec} broke{at} ({stats.stopped})", False)
+        elif self.kind == "file":
+            ended = _Ended("end of file", True)
+        else:
+            ended = _Ended(f"the {self.kind} {self.spec} went away{at}", False)
+        self.mailbox.finish(ended)
+
+
+# --- sinks ------------------------------------------------------------------------------------------------
+class FileSink:
+    """A video file, written through VideoWriter (temporary name, renamed when complete)."""
+
+    rgba = False
+
+    def __init__(self, path: Path, width: int, height: int, fps: float):
+        self.path = path
+        self.writer = VideoWriter(path, width, height, fps)
+
+    def write(self, frame: np.ndarray, t: float) -> None:
+        self.writer.write(frame, t)
+
+    def close(self) -> str:
+        self.writer.close()
+        return str(self.path)
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+class PipeSink:
+    """Raw frames on stdout: y4m (yuv420p, constant rate: what ffplay and ffmpeg read without options) or
+    nut (rgb24 with each frame's own timestamp, in milliseconds)."""
+
+    rgba = False
+
+    def __init__(self, fmt: str, width: int, height: int, fps: float, out=None):
+        from fractions import Fraction
+        if fmt not in ("y4m", "nut"):
+            raise VidmojiError(f"unknown stdout format {fmt!r}: choose y4m or nut")
+        self.fmt = fmt
+        self._out = out if out is not None else sys.stdout.buffer
+        self.container = av.open(self._out, mode="w", format="yuv4mpegpipe" if fmt == "y4m" else "nut")
+        rate = Fraction(fps).limit_denominator(1000)
+        self.stream = self.container.add_stream("rawvideo", rate=rate)
+        self.stream.width, self.stream.height = width + width % 2, height + height % 2
+        self.stream.pix_fmt = "yuv420p" if fmt == "y4m" else "rgb24"
+        self.time_base = Fraction(1, 1000) if fmt == "nut" else 1 / rate
+        self.stream.time_base = self.stream.codec_context.time_base = self.time_base
+        self._n, self._last = 0, -1
+
+    def write(self, frame: np.ndarray, t: float) -> None:
+        h, w = self.stream.height, self.stream.width
+        if frame.shape[:2] != (h, w):
+            frame = np.pad(frame, ((0, h - frame.shape[0]), (0, w - frame.shape[1]), (0, 0)), mode="edge")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        if self.fmt == "nut":
+            pts = max(int(round(t * 1000)), self._last + 1)
+        else:
+            pts = self._n
+        self._last, self._n = pts, self._n + 1
+        vf.pts, vf.time_base = pts, self.time_base
+        try:
+            for packet in self.stream.encode(vf):
+                self.container.mux(packet)
+            self._out.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise _ReaderGone() from exc
+
+    def close(self) -> str:
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+            self.container.close()
+            self._out.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+        return f"stdout ({self.fmt})"
+
+    def abort(self) -> None:
+        self.close()
+
+
+class _ReaderGone(Exception):
+    """The program reading stdout has closed it."""
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>vidmoji live</title>
+<style>html,body{margin:0;height:100%;background:transparent;overflow:hidden}
+img{display:block;height:100vh;width:100vw;object-fit:contain}</style></head>
+<body><img id="avatar" src="/frame.png" alt="">
+<script>
+// Polls the newest frame (a PNG with transparency) as fast as the page draws.
+const img = document.getElementById("avatar");
+let busy = false;
+async function tick() {
+  if (!busy) {
+    busy = true;
+    try {
+      const r = await fetch("/frame.png?" + Date.now(), {cache: "no-store"});
+      if (r.ok) {
+        const url = URL.createObjectURL(await r.blob());
+        const old = img.src;
+        img.src = url;
+        if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+      }
+    } catch (e) {}
+    busy = false;
+  }
+  requestAnimationFrame(tick);
+}
+requestAnimationFrame(tick);
+</script></body></html>
+"""
+
+
+class ServeSink:
+    """A local page (http://HOST:PORT/) that shows the newest frame, with a transparent background in the
+    avatar layout, for a browser or an OBS Browser Source. /frame.png is the newest frame, /status.json
+    the run's counters. The PNG is encoded when asked for, once per frame, outside the frame path."""
+
+    rgba = True
+
+    def __init__(self, address: str, width: int, height: int, status):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise VidmojiError(f"--serve wants HOST:PORT (e.g. 127.0.0.1:8080), got {address!r}")
+        self._frame = np.zeros((height, width, 4), np.uint8)
+        self._n, self._png, self._png_n = 0, None, -1
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                path = self.path.split("?", 1)[0]
+                if path in ("/", "/index.html"):
+                    self._send(200, "text/html; charset=utf-8", _PAGE.encode())
+                elif path == "/frame.png":
+                    self._send(200, "image/png", sink.png())
+                elif path == "/status.json":
+                    self._send(200, "application/json", json.dumps(status()).encode())
+                else:
+                    self._send(404, "text/plain", b"not found\n")
+
+            def _send(self, code, kind, body):
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Cache-Control", "no-store")
+                    self.send_header("Access-Control-Allow-Origin", "*")
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        try:
+            self.server = http.server.ThreadingHTTPServer((host, int(port)), Handler)
+        except OSError as exc:
+            raise VidmojiError(f"cannot serve on {address}: {_reason(exc)}") from exc
+        self.server.daemon_threads = True
+        self.url = f"http://{host}:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="vidmoji-serve", daemon=True)
+        self._thread.start()
+
+    def write(self, frame: np.ndarray, t: float) -> None:
+        with self._lock:
+            self._frame, self._n = frame, self._n + 1
+
+    def png(self) -> bytes:
+        with self._lock:
+            frame, n = self._frame, self._n
+            if n == self._png_n:
+                return self._png
+        code = cv2.COLOR_RGBA2BGRA if frame.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        ok, data = cv2.imencode(".png", cv2.cvtColor(frame, code), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        with self._lock:
+            self._png, self._png_n = data.tobytes(), n
+        return self._png
+
+    def close(self) -> str:
+        self.server.shutdown()
+        self.server.server_close()
+        return f"{self.url} (served until the end)"
+
+    def abort(self) -> None:
+        self.close()
+
+
+_NO_VIRTUALCAM = ("--sink virtualcam needs pyvirtualcam: pip install 'vidmoji[live]' (and v4l2loopback on Linux, "
+                  "OBS on Windows and macOS)")
+
+
+class VirtualCamSink:
+    """A virtual camera that Zoom, Meet or OBS see (pyvirtualcam: v4l2loopback on Linux, OBS Virtual Camera
+    on Windows and macOS)."""
+
+    rgba = False
+
+    def __init__(self, width: int, height: int, fps: float):
+        try:
+            import pyvirtualcam
+        except ImportError:
+            raise VidmojiError(_NO_VIRTUALCAM) from None
+        try:
+            self.cam = pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB)
+        except Exception as exc:
+            raise VidmojiError(f"cannot open a virtual camera: {_reason(exc)}") from exc
+
+    def write(self, frame: np.ndarray, t: float) -> None:
+        self.cam.send(np.ascontiguousarray(frame))
+
+    def close(self) -> str:
+        name = self.cam.device
+        self.cam.close()
+        return f"virtual camera {name}"
+
+    def abort(self) -> None:
+        self.close()
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+class LiveAvatarComposer(AvatarComposer):
+    """An AvatarComposer that never makes the frame path wait for cairosvg: every part is drawn looking
+    ahead when it starts (`warm`), and a pupil layer for a new gaze is drawn in a background thread while
+    the gaze last drawn stands in (a frame or two)."""
+
+    def __init__(self, style, skin: str, size: int, look=None):
+        super().__init__(style, skin, size, look=look)
+        self._ready: set[tuple[str, tuple[float, float]]] = set()
+        self._drawing: set[tuple[str, tuple[float, float]]] = set()
+        self._lock = threading.Lock()
+        self._shown: tuple[float, float] = (0.0, 0.0)
+
+    def warm(self) -> "LiveAvatarComposer":
+        for part in self.style.parts:
+            if part.slot in parts.SLOTS:
+                self._layer(part.id, (0.0, 0.0))
+                self._ready.add((part.id, (0.0, 0.0)))
+        look = self.look.parts() if self.look is not None else {}
+        for slot, layer in (("hair", "back"), ("hair", "front"), ("glasses", ""), ("facial_hair", "")):
+            if slot in look:
+                self._layer(look[slot], (0.0, 0.0), layer)
+        return self
+
+    def avatar(self, choice: tuple[str, ...], gaze=None) -> np.ndarray:
+        want = quantize_gaze(gaze)
+        pupils = [p for p in choice if has_pupils(self._parts[p])]
+        with self._lock:
+            missing = [(p, want) for p in pupils if (p, want) not in self._ready]
+            new = [key for key in missing if key not in self._drawing]
+            self._drawing.update(new)
+        if new:
+            threading.Thread(target=self._draw, args=(new,), daemon=True, name="vidmoji-layers").start()
+        if not missing:
+            self._shown = want
+        elif not all((p, self._shown) in self._ready for p in pupils):
+            self._shown = (0.0, 0.0)
+        return self._avatar(choice, self._shown)
+
+    def _draw(self, keys) -> None:
+        for part_id, gaze in keys:
+            self._layer(part_id, gaze)
+            with self._lock:
+                self._ready.add((part_id, gaze))
+                self._drawing.discard((part_id, gaze))
+
+
+@dataclass
+class _Pending:
+    """A frame inside the smoother's lag: what it needs to be composed once its parts are decided."""
+
+    arrival: Arrival
+    pose: object
+    gaze: np.ndarray | None
+    embeddings: dict[str, np.ndarray] | None
+
+
+@dataclass
+class _Counters:
+    read: int = 0
+    out: int = 0
+    timed: list = field(default_factory=list)       # (t, latency ms) of every frame out
+    cpu_s: float = 0.0
+    recent: deque = field(default_factory=lambda: deque(maxlen=120))
+    started: float = field(default_factory=time.perf_counter)
+
+
+class LivePath:
+    """The frame path driven one frame at a time: face stage, online baseline and eyes, matching, fixed-lag
+    smoothing, composition. `push(arrival)` returns the (arrival, output picture, RGBA picture or None)
+    of the frames decided by it (none during the first `lag` frames, one after)."""
+
+    def __init__(self, options: LiveOptions, fps: float, want_rgba: bool):
+        self.options, self.fps = options, fps
+        self.style = load_style(options.style, options.templates)
+        if options.skin != "auto":
+            self.style.colour(options.skin)
+        self.device = choose_device(options.device)
+        self.embedder = load_embedder(options.embedder, self.device, options.weights)
+        self.indexes = load_indexes(self.style, self.embedder, self.device, log=log)
+        self.stage = FaceStage(self.device, self.embedder if self.embedder.kind == "rgb" else None, max_faces=1,
+                               small_faces="fallback")
+        self.calibration = OnlineCalibration(fps)
+        self.eyes = OnlineEyes(fps)
+        switch = {} if options.smooth == "viterbi" else {"switch_cost": 0.0, "end_margin": 0.0}
+        self.smoothers = {s: FixedLagViterbi(len(self.indexes[s].part_ids), options.lag, **switch) for s in parts.SLOTS}
+        # Identity: a persona is drawn from the first frame; without one the first IDENTITY_S seconds of
+        # frontal views are measured (in the background) and the avatar takes the subject's look then.
+        persona = read_persona(options.persona) if options.persona else None
+        check_overrides(options.identity, self.style)
+        self.overrides = IdentityOverrides(**{**vars(options.identity), "skin": options.skin})
+        self.identity, self.hair_part, look = None, None, None
+        self._views: IdentitySampler | None = None
+        if persona is not None:
+            self.identity = apply_overrides(persona, self.overrides)
+            look, self.hair_part = subject_look(self.identity, self.style, self.indexes, self.embedder, self.device)
+        else:
+            self._views = IdentitySampler(limit=IDENTITY_VIEWS)
+        self.skin = self.identity.skin if self.identity is not None else (
+            options.skin if options.skin != "auto" else self.style.default_skin)
+        self._face_frames = 0
+        self.composer = FrameComposer(LiveAvatarComposer(self.style, self.skin, options.size, look).warm(),
+                                      options.layout)
+        self._warm_models()
+        self._meshes: deque = deque(maxlen=max(1, int(_REFERENCE_S * fps)))
+        self.pending: deque[_Pending] = deque()
+        self.want_rgba = want_rgba
+        self.timeline: list[dict] = []
+
+    def _warm_models(self) -> None:
+        """Run the face stage once on the bundled photo, so the first frames do not pay for the models'
+        first calls; then forget it."""
+        photo = cv2.imread(str(Path(__file__).with_name("data") / "astronaut.png"), cv2.IMREAD_COLOR)
+        if photo is not None:
+            frame = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)[None]
+            for _ in range(2):
+                found = self.stage.run(frame)
+                if found.has_face[0]:
+                    mesh = found.mesh[:1]
+                    meas = measure(torch.from_numpy(mesh))
+                    eyes, _ = OnlineEyes(self.fps).push(torch.from_numpy(mesh), meas, self.calibration.calibration)
+                    part_candidates(mesh, self.calibration.calibration, eyes, self.embedder, self.indexes, self.device,
+                                    found.rgb, TOP_K)
+        self.stage.locator.reset()
+        self.stage._previous_box = None
+
+    def push(self, arrival: Arrival | None) -> list[tuple[Arrival, np.ndarray, np.ndarray | None]]:
+        """One frame in (None: flush the frames still inside the lag); the frames decided out."""
+        if arrival is None:
+            out = []
+            for _ in range(len(self.pending)):
+                out += self._decide({s: np.full(1, -1) for s in parts.SLOTS}, {s: np.zeros(1) for s in parts.SLOTS},
+                                    None)
+            return out
+        found = self.stage.run(arrival.frame[None])
+        if not found.has_face[0]:
+            self.eyes.reset()
+            candidates = {s: (np.full((1, 1), -1), np.zeros((1, 1))) for s in parts.SLOTS}
+            pending = _Pending(arrival, None, None, None)
+        else:
+            mesh = found.mesh[:1]
+            mesh_t = torch.from_numpy(mesh)
+            meas = measure(mesh_t)
+            calibration = self.calibration.update(meas)
+            eyes, gaze = self.eyes.push(mesh_t, meas, calibration)
+            matches, candidates = part_candidates(mesh, calibration, eyes, self.embedder, self.indexes, self.device,
+                                                  found.rgb, TOP_K)
+            self._follow(mesh[0], arrival.frame)
+            pending = _Pending(arrival, head_pose(mesh[0]), gaze.numpy()[0],
+                               {s: matches[s].embeddings for s in parts.SLOTS})
+        self.pending.append(pending)
+        return self._decide({s: c[0][0] for s, c in candidates.items()}, {s: c[1][0] for s, c in candidates.items()},
+                            pending)
+
+    def _decide(self, ids, sims, pending) -> list:
+        rows = {s: self.smoothers[s].push(ids[s], sims[s]) for s in parts.SLOTS}
+        if len(self.pending) <= self.options.lag and pending is not None:
+            return []
+        p = self.pending.popleft()
+        choice, rows_i, sim_i = None, None, {}
+        if p.embeddings is not None and all(r >= 0 for r in rows.values()):
+            rows_i = rows
+            choice = tuple(self.indexes[s].part_ids[rows[s]] for s in parts.SLOTS)
+            sim_i = {s: chosen_similarity(p.embeddings[s], self.indexes[s], np.array([rows[s]]), np.array([0]), 1)[0]
+                     for s in parts.SLOTS}
+        gaze = tuple(float(v) for v in p.gaze.mean(0)) if p.gaze is not None and choice is not None else None
+        frame = p.arrival.frame if self.options.layout != "avatar" else None
+        rgb = self.composer.compose(frame, p.arrival.t, choice, p.pose if choice else None, gaze)
+        rgba = self.composer.compose(frame, p.arrival.t, choice, p.pose if choice else None, gaze, rgba=True) \
+            if self.want_rgba else None
+        if self.options.timeline is not None:
+            self.timeline.append(timeline_entry(p.arrival.t, rows_i, sim_i, p.gaze if choice else None, self.indexes))
+        return [(p.arrival, rgb, rgba)]
+
+    def _follow(self, mesh: np.ndarray, frame: np.ndarray) -> None:
+        """Keep the running reference pose and, without a persona, the views the identity is measured from
+        (the first IDENTITY_S seconds of face frames; then measured once, beside the frame path)."""
+        self._meshes.append(mesh)
+        n = len(self._meshes)
+        if n == 1 or n % max(1, int(self.fps / 2)) == 0:
+            self.composer.reference = head_pose(np.median(np.stack(self._meshes), axis=0))
+        if self._views is None:
+            return
+        self._face_frames += 1
+        yaw = float(head_angles(torch.from_numpy(mesh[None]))["yaw"][0])
+        self._views.offer(self._face_frames, frame, mesh, yaw)
+        if self._face_frames >= IDENTITY_S * self.fps:
+            views, self._views = self._views.samples, None
+            threading.Thread(target=self._settle_identity, args=(views,), daemon=True, name="vidmoji-identity").start()
+
+    def _settle_identity(self, views) -> None:
+        """Measure the subject's identity, draw the parts in its skin and look, then swap them in."""
+        identity = apply_overrides(measure_identity(views, self.device), self.overrides)
+        look, hair_part = subject_look(identity, self.style, self.indexes, self.embedder, self.device)
+        composer = LiveAvatarComposer(self.style, identity.skin, self.options.size, look).warm()
+        self.identity, self.hair_part, self.skin = identity, hair_part, identity.skin
+        self.composer.composer = composer
+
+
+def _check_options(options: LiveOptions) -> None:
+    if options.layout not in ("avatar", "side-by-side", "overlay"):
+        raise VidmojiError(f"unknown layout {options.layout!r}: choose avatar, side-by-side or overlay")
+    if options.smooth not in LIVE_SMOOTHERS:
+        raise VidmojiError(f"live smoothing is one of {', '.join(LIVE_SMOOTHERS)}, not {options.smooth!r}")
+    if not 0 <= options.lag <= MAX_LAG:
+        raise VidmojiError(f"--lag must be 0 to {MAX_LAG} frames, got {options.lag}")
+    if options.output is None and options.serve is None and options.sink is None:
+        raise VidmojiError("nothing to show the avatar on: give -o FILE (or -o - for stdout), --serve HOST:PORT "
+                           "or --sink virtualcam")
+    if options.sink not in (None, "virtualcam"):
+        raise VidmojiError(f"unknown sink {options.sink!r}: the only one is virtualcam")
+    if options.sink == "virtualcam":
+        try:
+            import pyvirtualcam  # noqa: F401
+        except ImportError:
+            raise VidmojiError(_NO_VIRTUALCAM) from None
+    if options.output not in (None, "-") and Path(options.output).suffix.lower() in IMAGE_SUFFIXES:
+        raise VidmojiError(f"cannot write {options.output}: live writes a video (.mp4, .mkv, ...)")
+    for path in (options.output if options.output not in (None, "-") else None, options.timeline, options.stats):
+        if path is not None:
+            check_writable(Path(path))
+
+
+def _status_line(counters: _Counters, dropped: int) -> str:
+    recent = list(counters.recent)
+    fps = 0.0
+    if len(recent) > 1 and recent[-1][0] > recent[0][0]:
+        fps = (len(recent) - 1) / (recent[-1][0] - recent[0][0])
+    lat = np.median([r[1] for r in recent]) if recent else float("nan")
+    return f"live: {fps:5.1f} fps, latency {lat:4.0f} ms, {dropped} dropped, {counters.out} out"
+
+
+def live_media(options: LiveOptions) -> LiveResult:
+    """Run the avatar live from `options.source` until it ends, breaks or Ctrl-C; see the module docstring."""
+    _check_options(options)
+    threads = torch.get_num_threads()
+    # One thread for the models: the source's decoding and the sinks' encoding run beside them, and on a
+    # small shared CPU two model threads waiting on each other cost a frame's time many times over.
+    torch.set_num_threads(LIVE_TORCH_THREADS)
+    try:
+        return _live(options)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _live(options: LiveOptions) -> LiveResult:
+    source = LiveSource(options.source, options.realtime)
+    sinks = []
+    try:
+        first_w, first_h = source.stream.codec_context.width, source.stream.codec_context.height
+        width, height = _output_size(options.layout, options.size, first_w, first_h)
+        path = LivePath(options, source.fps, want_rgba=options.serve is not None and options.layout == "avatar")
+        if options.layout == "overlay":
+            log("note: live draws the main face only (render's overlay covers every face)")
+        counters = _Counters()
+        status = lambda: {"frames": counters.read, "out": counters.out, "dropped": len(source.dropped),  # noqa: E731
+                          "latency_ms": float(np.median([r[1] for r in counters.recent])) if counters.recent else None}
+        if options.output == "-":
+            sinks.append(PipeSink(options.stdout_format, width, height, source.fps))
+        elif options.output is not None:
+            sinks.append(FileSink(Path(options.output), width, height, source.fps))
+        if options.serve is not None:
+            serve = ServeSink(options.serve, options.size if options.layout == "avatar" else width,
+                              options.size if options.layout == "avatar" else height, status)
+            sinks.append(serve)
+            log(f"serving the avatar on {serve.url} (OBS: add a Browser Source with this address)")
+        if options.sink == "virtualcam":
+            sinks.append(VirtualCamSink(width, height, source.fps))
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        source.stop()
+        raise
+    stopped, expected = _run(source, path, sinks, counters, options)
+    if counters.out == 0 and not source.dropped:
+        for sink in sinks:
+            sink.abort()
+        raise MediaError(f"{options.source}: no frame could be read ({stopped})")
+    written = []
+    for sink in sinks:
+        written.append(sink.close())
+    wall = (time.perf_counter() - counters.started)
+    frames = counters.read + len(source.dropped)
+    lat = np.asarray([ms for _, ms in counters.timed], np.float64)
+    if options.timeline is not None:
+        write_text_atomic(options.timeline, json.dumps(
+            _live_timeline(path), indent=1))
+        written.append(str(options.timeline))
+    if options.stats is not None:
+        write_text_atomic(options.stats, json.dumps(_stats(counters, source.dropped, wall), indent=1))
+        written.append(str(options.stats))
+    return LiveResult(frames, len(source.dropped), tuple(lat.tolist()), wall, stopped, expected, tuple(written),
+                      counters.cpu_s)
+
+
+def _live_timeline(path: LivePath) -> dict:
+    doc = timeline_document(path.timeline, path.calibration.calibration, path.style, path.embedder)
+    if path.identity is not None:
+        doc["identity"] = identity_timeline(path.identity, path.hair_part)
+    return doc
+
+
+def _stats(counters: _Counters, dropped: list[float], wall: float) -> dict:
+    """The --stats file: every frame read (time, latency in ms, dropped), then the summary."""
+    frames = [{"t": round(t, 6), "latency_ms": round(ms, 3), "dropped": False} for t, ms in counters.timed]
+    frames += [{"t": round(t, 6), "latency_ms": None, "dropped": True} for t in dropped]
+    frames.sort(key=lambda f: f["t"])
+    lat = np.asarray([ms for _, ms in counters.timed], np.float64)
+    return {"frames": frames,
+            "summary": {"median_ms": round(float(np.median(lat)), 3) if len(lat) else None,
+                        "p99_ms": round(float(np.percentile(lat, 99)), 3) if len(lat) else None,
+                        "fps": round(len(lat) / max(wall, 1e-9), 3), "dropped": len(dropped)}}
+
+
+def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
+         options: LiveOptions) -> tuple[str, bool]:
+    """The loop: newest frame in, decided frames out to every sink. Returns why it stopped and whether that
+    was asked for."""
+    tty = sys.stderr.isatty()
+    every = _STATUS_EVERY_S if tty else _STATUS_EVERY_S_NOT_TTY
+    next_status = time.perf_counter() + every
+    source.start()
+    counters.started = time.perf_counter()
+    cpu = time.process_time()
+    stopped, expected = "", True
+    try:
+        while True:
+            item = source.mailbox.get()
+            if item is None:
+                continue
+            if isinstance(item, _Ended):
+                stopped, expected = item.reason, item.expected
+                _emit(path.push(None), sinks, counters)
+                break
+            counters.read += 1
+            _emit(path.push(item), sinks, counters)
+            now = time.perf_counter()
+            if options.show_status and now >= next_status:
+                next_status = now + every
+                line = _status_line(counters, len(source.dropped))
+                sys.stderr.write(f"\r{line}" if tty else f"{line}\n")
+                sys.stderr.flush()
+    except KeyboardInterrupt:
+        stopped, expected = "Ctrl-C", True
+        try:
+            _emit(path.push(None), sinks, counters)
+        except Exception:
+            pass
+    except _ReaderGone:
+        stopped, expected = "the program reading stdout closed it", True
+    finally:
+        counters.cpu_s = time.process_time() - cpu
+        source.stop()
+        if options.show_status and tty:
+            sys.stderr.write("\n")
+    return stopped, expected
+
+
+def _emit(decided: list, sinks: list, counters: _Counters) -> None:
+    for arrival, rgb, rgba in decided:
+        for sink in sinks:
+            sink.write(rgba if sink.rgba and rgba is not None else rgb, arrival.t)
+        done = time.perf_counter()
+        ms = (done - arrival.read_at) * 1000.0
+        counters.out += 1
+        counters.timed.append((arrival.t, ms))
+        counters.recent.append((done, ms))
