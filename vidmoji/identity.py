@@ -18,6 +18,7 @@ Everything below measures those crops, so the cost does not grow with the clip's
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -32,7 +33,7 @@ from vidmoji.errors import VidmojiError
 
 HEAD_CROP = 256        # side in pixels of a head crop (the hair window)
 SAMPLES = 12           # views kept per clip
-HAIR_VIEWS = 6         # of which this many are segmented for the hair
+HAIR_VIEWS = 4         # of which this many are segmented for the hair
 MAX_SAMPLE_YAW = 25.0  # degrees: only fairly frontal views are measured
 
 
@@ -506,17 +507,22 @@ def hair_window(masks: list[np.ndarray]) -> np.ndarray:
     return w[None].astype(np.float32)
 
 
+@functools.lru_cache(maxsize=2)
+def _segmenter(device: str):
+    """The person segmenter, loaded once per device per process (renders of many clips reuse it)."""
+    from vidmoji.face.segment import PersonSegmenter
+    return PersonSegmenter(device)
+
+
 def measure_identity(samples: list[HeadSample], device: torch.device | str = "cpu") -> Identity:
     """The identity of the subject seen in `samples` (IdentitySampler views of one clip or photo)."""
     if not samples:
         return DEFAULT_IDENTITY
-    from vidmoji.face.segment import PersonSegmenter
-
     # Hair changes least over a clip and segmentation is the dearest step: HAIR_VIEWS views, spread out.
     hair_views = set(np.linspace(0, len(samples) - 1, min(HAIR_VIEWS, len(samples))).round().astype(int).tolist())
     crops = torch.from_numpy(np.stack([samples[i].crop for i in sorted(hair_views)])).permute(0, 3, 1, 2)
     person = dict(zip(sorted(hair_views),
-                      PersonSegmenter(device).segment_images(crops.float().div_(255.0).to(device)).float().cpu().numpy()))
+                      _segmenter(str(device)).segment_images(crops.float().div_(255.0).to(device)).float().cpu().numpy()))
     skins, glasses, facial, lengths, colours, masks, bald = [], [], [], [], [], [], []
     for i, sample in enumerate(samples):
         skin = skin_lab(sample)
