@@ -76,7 +76,10 @@ def test_transparent_format_decodes_with_its_frames_and_alpha(prepared, tmp_path
         away, inside = _away_and_inside(expected[..., 3])
         got = decoded.frames[k]
         assert away.mean() > 0.2 and inside.mean() > 0.2
-        assert got[..., 3][away].max() <= 2, f"{fmt} frame {k}: not transparent away from the avatar"
+        # VP9's alpha is lossy: ringing beside high-contrast edges (dark hair on a light face) leaves up to a
+        # few levels in 255 (invisible); the lossless formats must be exact to within 2.
+        limit = 8 if fmt == "webm" else 2
+        assert got[..., 3][away].max() <= limit, f"{fmt} frame {k}: not transparent away from the avatar"
         assert got[..., 3][inside].min() >= 250, f"{fmt} frame {k}: not opaque inside the avatar"
         colour_err = np.abs(got[..., :3][inside].astype(int) - expected[..., :3][inside]).mean()
         assert colour_err < 6, f"{fmt} frame {k}: colours off by {colour_err:.1f} on average"

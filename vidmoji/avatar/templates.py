@@ -636,5 +636,11 @@ def animated_svg(style: Style, skin: str, times: list[float], duration: float,
         "class": "vm vm-head", "opacity": f"{opacity if shown[0] is not None else 0.0:.3f}",
         "transform": f"translate({x:.2f} {y:.2f}) rotate({roll:.2f}) scale({scale:.4f}) "
                      f"translate({-w / 2:g} {-h / 2:g})"})
-    head.extend(groups)
+    view = avatar_view(style, look)
+    if view is not None:        # framed as the composer frames it: the square that holds the hair
+        frame = ET.SubElement(head, f"{{{SVG_NS}}}g", {
+            "transform": f"scale({w / view[2]:.6f}) translate({-view[0]:g} {-view[1]:g})"})
+        frame.extend(groups)
+    else:
+        head.extend(groups)
     return ET.tostring(svg, encoding="unicode")
