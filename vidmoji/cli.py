@@ -239,9 +239,12 @@ def train(
 @app.command()
 @friendly_errors
 def render(
-    source: Path = typer.Argument(..., help="A clip (any format FFmpeg reads) or a still image."),
+    sources: list[Path] = typer.Argument(..., metavar="SOURCE...",
+                                         help="A clip (any format FFmpeg reads) or a still image; or many: "
+                                              "folders, globs ('clips/*.mp4'), .txt lists of paths."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Default: <stem>_avatar.mp4 (or .png) beside the input."),
+                                          help="Default: <stem>_avatar.mp4 (or .png) beside the input. With "
+                                               "many inputs: the output folder (required)."),
     style: str = STYLE,
     embedder: str = EMBEDDER,
     weights: Optional[Path] = WEIGHTS,
@@ -264,19 +267,42 @@ def render(
     loop: Loop = LOOP,
     fps: Optional[float] = FPS,
     dither: bool = DITHER,
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Many inputs: worker processes (default: "
+                                       "one per GPU, else one per 4 cores); with --engine ray, a local "
+                                       "cluster's CPUs."),
+    engine: str = typer.Option("local", "--engine", help="Many inputs: local (a pool of processes) or ray "
+                               "(pip install 'vidmoji[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="A running Ray cluster (e.g. auto or "
+                                          "head:6379); default: a local one."),
+    retries: int = typer.Option(1, "--retries", help="Many inputs: retries of a clip whose worker died."),
 ) -> None:
     """Render the avatar video (or image) of a clip; transparent stickers with --format or a preset.
 
     Example: vidmoji render clip.mp4 --style cute --layout side-by-side
 
     Example: vidmoji render clip.mp4 --preset telegram --start 1.5 --loop pingpong -o wave.webm
+
+    Example: vidmoji render clips/ more/*.mp4 list.txt -o out/ --jobs 2   (out/manifest.jsonl; reruns resume)
     """
+    from vidmoji import batch
     from vidmoji.pipeline import RenderOptions, render_media
-    result = render_media(source, RenderOptions(
-        output=output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
+    many = batch.is_many(sources)
+    if many and output is None:
+        _fail("with many inputs (a folder, a glob, a .txt list or several files), -o names the output folder")
+    options = RenderOptions(
+        output=None if many else output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
         smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin,
         persona=persona, identity=_overrides(hair, hair_colour, glasses, facial_hair),
-        format=format, preset=preset, start=start, duration=duration, loop=loop.value, fps=fps, dither=dither))
+        format=format, preset=preset, start=start, duration=duration, loop=loop.value, fps=fps, dither=dither)
+    if many:
+        result = batch.run_batch(sources, output, options, jobs, engine, address, retries)
+        typer.echo(result.summary())
+        if result.failed:
+            raise typer.Exit(1)
+        return
+    if jobs is not None or engine != "local" or address is not None:
+        _fail("--jobs, --engine and --address apply to many inputs (a folder, a glob, a .txt list)")
+    result = render_media(sources[0], options)
     typer.echo(result.summary())
 
 
