@@ -260,14 +260,19 @@ def default_jobs() -> int:
 
 
 def run_batch(sources: list[Path], out_dir: Path, options, jobs: int | None = None, engine: str = "local",
-              address: str | None = None, retries: int = 1, show_progress: bool = True) -> BatchResult:
-    """Render every clip of `sources` into `out_dir` (see the module's docstring)."""
+              address: str | None = None, retries: int = 1, show_progress: bool = True,
+              threads: int | None = None) -> BatchResult:
+    """Render every clip of `sources` into `out_dir` (see the module's docstring). threads: torch's
+    threads per worker (default: cores // jobs locally, 1 per Ray task). A render's pixels depend on
+    torch's thread count (float sums in another order), so compare runs at the same count."""
     if engine not in ENGINES:
         raise BatchError(f"unknown engine {engine!r}: choose {', '.join(ENGINES)}")
     if options.output is not None or options.timeline is not None:
         raise BatchError("with many inputs -o names the output folder, and --timeline is not available")
     if jobs is not None and jobs < 1:
         raise BatchError(f"--jobs must be at least 1, not {jobs}")
+    if threads is not None and threads < 1:
+        raise BatchError(f"--threads must be at least 1, not {threads}")
     if retries < 0:
         raise BatchError(f"--retries must be 0 or more, not {retries}")
     out_dir = Path(out_dir)
@@ -287,14 +292,15 @@ def run_batch(sources: list[Path], out_dir: Path, options, jobs: int | None = No
         run = _run_ray if engine == "ray" else _run_local
         from vidmoji.progress import Progress
         with Progress("clips", len(todo), enabled=show_progress) as progress:
-            for record in run(todo, options, jobs, retries, address):
+            for record in run(todo, options, jobs, retries, address, threads):
                 manifest.write(record)
                 records.append(record)
                 progress.advance(1)
     return BatchResult(out_dir, records, skipped, time.perf_counter() - start, engine, jobs)
 
 
-def _run_local(clips: list[Clip], options, jobs: int, retries: int, address: str | None):
+def _run_local(clips: list[Clip], options, jobs: int, retries: int, address: str | None,
+               threads: int | None):
     """A pool of spawned worker processes, each fed one clip at a time; yields records as they finish."""
     import multiprocessing as mp
     from multiprocessing.connection import wait
@@ -306,7 +312,7 @@ def _run_local(clips: list[Clip], options, jobs: int, retries: int, address: str
         gpus = torch.cuda.device_count()
     except Exception:
         gpus = 0
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     pending = list(enumerate(clips))[::-1]       # popped from the end: in order
     attempts = {i: 0 for i in range(len(clips))}
     workers: dict[int, tuple] = {}               # slot -> (process, conn, job index or None)
@@ -406,7 +412,8 @@ def _run_local(clips: list[Clip], options, jobs: int, retries: int, address: str
                 p.join(5)
 
 
-def _run_ray(clips: list[Clip], options, jobs: int, retries: int, address: str | None):
+def _run_ray(clips: list[Clip], options, jobs: int, retries: int, address: str | None,
+             threads: int | None):
     """The same per-clip task scheduled by Ray: a running cluster at `address`, else a local one with
     `jobs` CPUs. One GPU per task where the cluster has GPUs; Ray retries tasks whose worker died."""
     try:
@@ -421,8 +428,9 @@ def _run_ray(clips: list[Clip], options, jobs: int, retries: int, address: str |
             ray.init(num_cpus=jobs, log_to_driver=False, include_dashboard=False)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
-        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=retries)(_ray_render)
-        refs = {task.remote(clip, options): clip for clip in clips}
+        threads = threads or 1
+        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=threads, max_retries=retries)(_ray_render)
+        refs = {task.remote(clip, options, threads): clip for clip in clips}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
             for ref in ready:
@@ -438,10 +446,8 @@ def _run_ray(clips: list[Clip], options, jobs: int, retries: int, address: str |
             ray.shutdown()
 
 
-def _ray_render(clip: Clip, options) -> dict:
-    """The Ray task: torch's threads set once per Ray worker process (which Ray reuses across tasks)."""
+def _ray_render(clip: Clip, options, threads: int) -> dict:
+    """The Ray task, in a Ray worker process that Ray reuses across tasks (torch imported once)."""
     import torch
-    if not getattr(_ray_render, "_ready", False):
-        torch.set_num_threads(1)
-        _ray_render._ready = True
+    torch.set_num_threads(threads)
     return render_one(clip, options)

@@ -275,6 +275,8 @@ def render(
     address: Optional[str] = typer.Option(None, "--address", help="A running Ray cluster (e.g. auto or "
                                           "head:6379); default: a local one."),
     retries: int = typer.Option(1, "--retries", help="Many inputs: retries of a clip whose worker died."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Many inputs: torch threads per worker "
+                                          "(default: cores // jobs; 1 per Ray task)."),
 ) -> None:
     """Render the avatar video (or image) of a clip; transparent stickers with --format or a preset.
 
@@ -295,13 +297,13 @@ def render(
         persona=persona, identity=_overrides(hair, hair_colour, glasses, facial_hair),
         format=format, preset=preset, start=start, duration=duration, loop=loop.value, fps=fps, dither=dither)
     if many:
-        result = batch.run_batch(sources, output, options, jobs, engine, address, retries)
+        result = batch.run_batch(sources, output, options, jobs, engine, address, retries, threads=threads)
         typer.echo(result.summary())
         if result.failed:
             raise typer.Exit(1)
         return
-    if jobs is not None or engine != "local" or address is not None:
-        _fail("--jobs, --engine and --address apply to many inputs (a folder, a glob, a .txt list)")
+    if jobs is not None or engine != "local" or address is not None or threads is not None:
+        _fail("--jobs, --engine, --address and --threads apply to many inputs (a folder, a glob, a .txt list)")
     result = render_media(sources[0], options)
     typer.echo(result.summary())
 
