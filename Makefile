@@ -47,6 +47,7 @@ bench: install
 	$(PY) bench/bench_segment.py
 	$(PY) bench/bench_render.py
 	$(PY) bench/bench_plot.py
+	$(PY) bench/bench_batch.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache
