@@ -211,3 +211,25 @@ def test_many_inputs_need_an_output_folder(folder):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "-o names the output folder" in lines[0]
+
+
+def test_plot_embeddings_of_several_files(folder, tmp_path):
+    import torch
+    from vidmoji.pipeline import PlotOptions, plot_media
+    name = "liveportrait__d19"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plot_media(folder / f"{name}.mp4", PlotOptions(output=tmp_path / "one.mp4", device="cpu",
+                                                       show_progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "plots"
+    r = subprocess.run(_cli("plot-embeddings", str(folder / f"{name}.mp4"), str(folder / "broken.mp4"),
+                            "-o", str(out), *POOL), capture_output=True, text=True, env=_env(), timeout=600)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    records = _manifest(out)
+    assert records[name]["status"] == "done"
+    assert records[name]["outputs"] == [str(out / f"{name}_embeddings.mp4"), str(out / f"{name}_embeddings.png")]
+    np.testing.assert_array_equal(_frames(out / f"{name}_embeddings.mp4"), _frames(tmp_path / "one.mp4"))
+    _check_broken(records)

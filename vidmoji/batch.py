@@ -1,6 +1,7 @@
-"""Many clips in one run: `vidmoji render DIR | GLOB | list.txt ... -o OUTDIR`.
+"""Many clips in one run: `vidmoji render DIR | GLOB | list.txt ... -o OUTDIR` (and `plot-embeddings`).
 
-Each input is rendered by the one frame path, `vidmoji.pipeline.render_media`, in a worker process that
+Each input is rendered by the one frame path, `vidmoji.pipeline.render_media` (`plot_media` for
+plot-embeddings: the options' type says which), in a worker process that
 imports torch and the models once and then takes clips one after another:
 
 - the local engine (default): `jobs` worker processes started with the spawn context; the parent hands
@@ -116,10 +117,12 @@ def collect(sources: list[Path], out_dir: Path) -> list[Clip]:
 # --- the per-clip task: the same in a local worker and in a Ray task --------------------------------------
 def output_for(clip: Clip, options) -> Path:
     """Where `render` writes a clip's output without -o (<stem>_avatar.mp4, .png, or the transparent
-    format's name), moved under the clip's output folder."""
+    format's name), or `plot-embeddings` (<stem>_embeddings.mp4), moved under the clip's output folder."""
     from vidmoji import stickers
-    from vidmoji.pipeline import _default_output
+    from vidmoji.pipeline import PlotOptions, _default_output
     from vidmoji.video import probe
+    if isinstance(options, PlotOptions):
+        return clip.out_dir / f"{clip.source.stem}_embeddings.mp4"
     info = probe(clip.source)
     plan = stickers.plan_output(clip.source, info, replace(options, output=None))
     default = plan.output if plan is not None else _default_output(clip.source, info.is_image, "avatar")
@@ -131,9 +134,10 @@ def _peak_rss_mb() -> float:
 
 
 def render_one(clip: Clip, options) -> dict:
-    """Render one clip with vidmoji.pipeline.render_media; never raises for the clip's own failures: the
-    record says failed with the one-line reason."""
-    from vidmoji.pipeline import render_media
+    """Render one clip with vidmoji.pipeline.render_media (plot_media for PlotOptions); never raises for
+    the clip's own failures: the record says failed with the one-line reason."""
+    from vidmoji.pipeline import PlotOptions, plot_media, render_media
+    media = plot_media if isinstance(options, PlotOptions) else render_media
     start = time.perf_counter()
     record = {"input": str(clip.source), "status": "failed", "outputs": [], "frames": None, "fps": None,
               "error": None, "warnings": [], "wall_s": None, "pid": os.getpid()}
@@ -141,10 +145,9 @@ def render_one(clip: Clip, options) -> dict:
         warnings.simplefilter("always")
         try:
             clip.out_dir.mkdir(parents=True, exist_ok=True)
-            result = render_media(clip.source, replace(options, output=output_for(clip, options),
-                                                       show_progress=False))
+            result = media(clip.source, replace(options, output=output_for(clip, options), show_progress=False))
             record.update(status="done", outputs=[str(p) for p in result.written], frames=result.frames,
-                          fps=round(result.fps, 3))
+                          fps=round(result.frames / max(result.wall_s, 1e-9), 3))
         except Exception as exc:  # one bad clip never stops the others: its reason goes to the manifest
             text = " ".join(str(exc).split()) if isinstance(exc, VidmojiError) else \
                 f"unexpected {type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'}"
@@ -158,8 +161,9 @@ def render_one(clip: Clip, options) -> dict:
 
 
 def _init_worker(threads: int, gpu: int | None) -> None:
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if gpu is not None:  # the gpu-th of the GPUs this run may use
+        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible[gpu] if gpu < len(visible) else str(gpu)
     import torch  # imported once per worker, with the pipeline and its models' modules
     torch.set_num_threads(max(1, threads))
     import vidmoji.pipeline  # noqa: F401
@@ -267,8 +271,9 @@ def run_batch(sources: list[Path], out_dir: Path, options, jobs: int | None = No
     torch's thread count (float sums in another order), so compare runs at the same count."""
     if engine not in ENGINES:
         raise BatchError(f"unknown engine {engine!r}: choose {', '.join(ENGINES)}")
-    if options.output is not None or options.timeline is not None:
-        raise BatchError("with many inputs -o names the output folder, and --timeline is not available")
+    if options.output is not None or getattr(options, "timeline", None) or getattr(options, "data", None):
+        raise BatchError("with many inputs -o names the output folder, and --timeline and --data (one file "
+                         "each) are not available")
     if jobs is not None and jobs < 1:
         raise BatchError(f"--jobs must be at least 1, not {jobs}")
     if threads is not None and threads < 1:
