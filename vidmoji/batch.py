@@ -57,7 +57,7 @@ def is_many(sources: list[Path]) -> bool:
     if len(sources) != 1:
         return True
     s = sources[0]
-    return s.is_dir() or s.suffix.lower() == ".txt" or (not s.exists() and glob.has_magic(str(s)))
+    return s.is_dir() or (s.suffix.lower() == ".txt" and s.is_file()) or (not s.exists() and glob.has_magic(str(s)))
 
 
 def _media_in(folder: Path, skip: Path | None) -> list[Path]:

@@ -313,8 +313,8 @@ def render(
     from vidmoji.pipeline import RenderOptions, render_media
     many = _many(sources, output, jobs, engine, address, threads)
     options = RenderOptions(
-        output=None if many else output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
-        smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin,
+        output=None if many else output, style=style, embedder=embedder, weights=weights, size=size,
+        layout=layout.value, smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin,
         persona=persona, identity=_overrides(hair, hair_colour, glasses, facial_hair),
         format=format, preset=preset, start=start, duration=duration, loop=loop.value, fps=fps, dither=dither)
     if many:
