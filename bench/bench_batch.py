@@ -92,7 +92,7 @@ def main() -> None:
                 if result.failed:
                     sys.exit(f"{label}: {result.failed} clips failed:\n{result.summary()}")
                 walls.append(result.wall_s)
-                rss.append(max(r["peak_rss_mb"] for r in read_manifest(out).values()))
+                rss.append(max(r["peak_rss_mb"] or 0 for r in read_manifest(out).values()))
                 shutil.rmtree(out)
             wall = statistics.median(walls)
             print(f"{label:24s} {wall:>7.1f} {60 * len(clips) / wall:>9.2f} {wall / floor:>6.1f} "

@@ -399,7 +399,7 @@ def _run_local(clips: list[Clip], options, jobs: int, retries: int, address: str
                     else:
                         yield {"input": str(clip.source), "status": "failed", "outputs": [], "frames": None,
                                "fps": None, "error": f"{why} on each of {attempts[index]} attempts",
-                               "warnings": [], "wall_s": None, "pid": p.pid}
+                               "warnings": [], "wall_s": None, "pid": p.pid, "peak_rss_mb": None}
                 if pending:
                     start(slot)
                     busy_or_starting.add(slot)
@@ -445,7 +445,7 @@ def _run_ray(clips: list[Clip], options, jobs: int, retries: int, address: str |
                 except Exception as exc:  # the task's worker crashed on every try, or Ray itself failed
                     yield {"input": str(clip.source), "status": "failed", "outputs": [], "frames": None,
                            "fps": None, "error": f"ray: {type(exc).__name__}: " + " ".join(str(exc).split())[:300],
-                           "warnings": [], "wall_s": None, "pid": None}
+                           "warnings": [], "wall_s": None, "pid": None, "peak_rss_mb": None}
     finally:
         if started_here:
             ray.shutdown()
