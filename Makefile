@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/bench_render.py
 	$(PY) bench/bench_plot.py
 	$(PY) bench/bench_live.py
+	$(PY) bench/bench_batch.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -146,6 +146,37 @@ GLASSES = typer.Option(None, "--glasses/--no-glasses", help="Draw glasses, or no
 FACIAL_HAIR = typer.Option(None, "--facial-hair", help="none, stubble, moustache or beard.")
 
 
+SOURCES = typer.Argument(..., metavar="SOURCE", help="A clip (any format FFmpeg reads) or a still image; or "
+                         "many: folders, globs ('clips/*.mp4'), .txt lists of paths, several files.")
+JOBS = typer.Option(None, "--jobs", "-j", help="Many inputs: worker processes (default: one per GPU, else one "
+                    "per 4 cores); with --engine ray, a local cluster's CPUs.")
+ENGINE = typer.Option("local", "--engine", help="Many inputs: local (a pool of processes) or ray "
+                      "(pip install 'vidmoji[ray]').")
+ADDRESS = typer.Option(None, "--address", help="A running Ray cluster (auto, or HEAD:6379); default: a local one.")
+RETRIES = typer.Option(1, "--retries", help="Many inputs: retries of a clip whose worker died.")
+THREADS = typer.Option(None, "--threads", help="Many inputs: torch threads per worker (default: cores // jobs; "
+                       "1 per Ray task).")
+
+
+def _many(sources: list[Path], output: Optional[Path], jobs, engine, address, threads) -> bool:
+    """Whether the command was given many inputs; checks that -o and the batch options fit that."""
+    from vidmoji import batch
+    many = batch.is_many(sources)
+    if many and output is None:
+        _fail("with many inputs (a folder, a glob, a .txt list or several files), -o names the output folder")
+    if not many and (jobs is not None or engine != "local" or address is not None or threads is not None):
+        _fail("--jobs, --engine, --address and --threads apply to many inputs (a folder, a glob, a .txt list)")
+    return many
+
+
+def _run_many(sources: list[Path], output: Path, options, jobs, engine, address, retries, threads) -> None:
+    from vidmoji import batch
+    result = batch.run_batch(sources, output, options, jobs, engine, address, retries, threads=threads)
+    typer.echo(result.summary())
+    if result.failed:
+        raise typer.Exit(1)
+
+
 def _overrides(hair, hair_colour, glasses, facial_hair):
     from vidmoji.identity import IdentityOverrides
     return IdentityOverrides(hair=hair, hair_colour=hair_colour, glasses=glasses, facial_hair=facial_hair)
@@ -239,9 +270,10 @@ def train(
 @app.command()
 @friendly_errors
 def render(
-    source: Path = typer.Argument(..., help="A clip (any format FFmpeg reads) or a still image."),
+    sources: list[Path] = SOURCES,
     output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Default: <stem>_avatar.mp4 (or .png) beside the input."),
+                                          help="Default: <stem>_avatar.mp4 (or .png) beside the input. With "
+                                               "many inputs: the output folder (required)."),
     style: str = STYLE,
     embedder: str = EMBEDDER,
     weights: Optional[Path] = WEIGHTS,
@@ -264,19 +296,30 @@ def render(
     loop: Loop = LOOP,
     fps: Optional[float] = FPS,
     dither: bool = DITHER,
+    jobs: Optional[int] = JOBS,
+    engine: str = ENGINE,
+    address: Optional[str] = ADDRESS,
+    retries: int = RETRIES,
+    threads: Optional[int] = THREADS,
 ) -> None:
     """Render the avatar video (or image) of a clip; transparent stickers with --format or a preset.
 
     Example: vidmoji render clip.mp4 --style cute --layout side-by-side
 
     Example: vidmoji render clip.mp4 --preset telegram --start 1.5 --loop pingpong -o wave.webm
+
+    Example: vidmoji render clips/ more/*.mp4 list.txt -o out/ --jobs 2   (out/manifest.jsonl; reruns resume)
     """
     from vidmoji.pipeline import RenderOptions, render_media
-    result = render_media(source, RenderOptions(
-        output=output, style=style, embedder=embedder, weights=weights, size=size, layout=layout.value,
-        smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin,
+    many = _many(sources, output, jobs, engine, address, threads)
+    options = RenderOptions(
+        output=None if many else output, style=style, embedder=embedder, weights=weights, size=size,
+        layout=layout.value, smooth=smooth.value, timeline=timeline, templates=templates, device=device.value, skin=skin,
         persona=persona, identity=_overrides(hair, hair_colour, glasses, facial_hair),
-        format=format, preset=preset, start=start, duration=duration, loop=loop.value, fps=fps, dither=dither))
+        format=format, preset=preset, start=start, duration=duration, loop=loop.value, fps=fps, dither=dither)
+    if many:
+        return _run_many(sources, output, options, jobs, engine, address, retries, threads)
+    result = render_media(sources[0], options)
     typer.echo(result.summary())
 
 
@@ -409,9 +452,10 @@ def live(
 @app.command("plot-embeddings")
 @friendly_errors
 def plot_embeddings(
-    source: Path = typer.Argument(..., help="A clip or a still image."),
+    sources: list[Path] = SOURCES,
     output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Default: <stem>_embeddings.mp4 beside the input."),
+                                          help="Default: <stem>_embeddings.mp4 beside the input. With many "
+                                               "inputs: the output folder (required)."),
     embedder: str = typer.Option("ae", "--embedder", help="ae, pca, resnet50, or two joined by '+'."),
     style: str = STYLE,
     slots: str = typer.Option("eye_right,eye_left,mouth,brow_right", "--parts",
@@ -426,17 +470,28 @@ def plot_embeddings(
     weights: Optional[Path] = WEIGHTS,
     templates: Optional[Path] = TEMPLATES,
     device: Device = DEVICE,
+    jobs: Optional[int] = JOBS,
+    engine: str = ENGINE,
+    address: Optional[str] = ADDRESS,
+    retries: int = RETRIES,
+    threads: Optional[int] = THREADS,
 ) -> None:
     """The diagnostic video: each part's embedding (pink) against the chosen avatar part's (purple).
 
     Example: vidmoji plot-embeddings clip.mp4 --embedder ae+pca --data values.npz
+
+    Example: vidmoji plot-embeddings clips/ -o plots/ --jobs 2   (plots/manifest.jsonl; reruns resume)
     """
     from vidmoji.pipeline import PlotOptions, plot_media
-    result = plot_media(source, PlotOptions(
-        output=output, embedders=tuple(embedder.split("+")), style=style,
+    many = _many(sources, output, jobs, engine, address, threads)
+    options = PlotOptions(
+        output=None if many else output, embedders=tuple(embedder.split("+")), style=style,
         slots=tuple(s.strip() for s in slots.split(",") if s.strip()), data=data, weights=weights,
         templates=templates, device=device.value, skin=skin, persona=persona,
-        identity=_overrides(hair, hair_colour, glasses, facial_hair)))
+        identity=_overrides(hair, hair_colour, glasses, facial_hair))
+    if many:
+        return _run_many(sources, output, options, jobs, engine, address, retries, threads)
+    result = plot_media(sources[0], options)
     typer.echo(result.summary())
 
 
