@@ -149,8 +149,11 @@ def test_a_killed_worker_costs_only_its_clip(folder, reference, tmp_path):
         while time.monotonic() < deadline and proc.poll() is None:
             if (out / "manifest.jsonl").is_file() and "broken" in (out / "manifest.jsonl").read_text():
                 workers = _spawned_workers(proc.pid)
-                if len(workers) == 2:
-                    killed = workers[0]
+                # a worker that has not finished a clip yet is still rendering its first one
+                done = {rec.get("pid") for rec in _manifest(out).values() if rec.get("status") == "done"}
+                busy = [w for w in workers if w not in done]
+                if len(workers) == 2 and busy:
+                    killed = busy[0]
                     os.kill(killed, signal.SIGKILL)
                     break
             time.sleep(0.05)
