@@ -9,7 +9,7 @@ subject's own baseline and the choice of parts is smoothed over time (Viterbi). 
 and encodes; it decodes again only when the layout shows the original frames.
 
 The per-frame stages are shared with `vidmoji live` (vidmoji/live.py), which runs them one frame at a time:
-`FaceStage` (locate, mesh, iris, skin), `part_candidates` (calibrated windows, embed, FAISS, eyes paired),
+`FaceStage` (locate, mesh, iris), `part_candidates` (calibrated windows, embed, FAISS, eyes paired),
 `FrameComposer` (layout, hold and fade) and `timeline_entry`. What render does with the whole clip as
 look-ahead (calibration, the eyes' wink decision, Viterbi), live does causally (OnlineCalibration,
 OnlineEyes, FixedLagViterbi).
@@ -45,7 +45,7 @@ from vidmoji.identity import (DEFAULT_IDENTITY, Identity, IdentityOverrides, Ide
                               choose_hair,
                               identity_timeline, measure_identity, persona_json, read_persona)
 from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, head_angles, measure, part_rgb_crops,
-                                  part_windows, skin_colours)
+                                  part_windows)
 from vidmoji.face.windows import gaze as gaze_of
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
@@ -83,8 +83,7 @@ class FaceTrack:
     """The faces of a whole clip, main face followed across frames.
 
     pts: (T,) float64 seconds; has_face: (T,) bool; mesh: (T, 478, 3) float32 frame pixels of the main
-    face (NaN where none; the 468 mesh points, then the irises); skin: (T, 3) float32 RGB of the main
-    face; others: per frame the (478, 3)
+    face (NaN where none; the 468 mesh points, then the irises); others: per frame the (478, 3)
     meshes of the other faces; rgb_embeddings: {slot: (F, D)} for the F frames with a face, in order, when
     an RGB embedder ran in pass 1.
     """
@@ -92,7 +91,6 @@ class FaceTrack:
     pts: np.ndarray
     has_face: np.ndarray
     mesh: np.ndarray
-    skin: np.ndarray
     others: list[list[np.ndarray]]
     width: int
     height: int
@@ -148,20 +146,19 @@ def refined_meshes(frames: torch.Tensor, faces: list[list], refiner: EyeRefiner)
 @dataclass
 class FaceFrames:
     """What stage 1 found in N consecutive frames: has_face (N,) bool; mesh (N, 478, 3) float32 of the main
-    face (NaN where none); skin (N, 3) float32 RGB (NaN where none); others: per frame the meshes of the
+    face (NaN where none); others: per frame the meshes of the
     other faces; rgb: {slot: (F, D)} RGB embeddings of the F frames with a face, when an RGB embedder ran."""
 
     has_face: np.ndarray
     mesh: np.ndarray
-    skin: np.ndarray
     others: list[list[np.ndarray]]
     rgb: dict[str, np.ndarray]
 
 
 class FaceStage:
     """Stage 1 of the frame path: locate and mesh up to max_faces faces per frame on the device (the
-    tracker's state carried from call to call), refine the eyes and irises, follow the main face, read its
-    skin colour (and its RGB part embeddings for an RGB embedder). `render` feeds it batches of a whole
+    tracker's state carried from call to call), refine the eyes and irises, follow the main face (and embed its RGB
+    part crops for an RGB embedder). `render` feeds it batches of a whole
     clip, `live` one frame at a time. small_faces: "all" looks for faces down to 48 px in every detection
     (every face matters: overlay), "fallback" only where no larger face is seen (only the main face
     matters)."""
@@ -194,17 +191,13 @@ class FaceStage:
             others.append([m for j, m in enumerate(face_meshes) if j != k])
             main_idx.append(i)
             main_mesh.append(frame_faces[k])
-        skin = np.full((n, 3), np.nan, np.float32)
         rgb: dict[str, np.ndarray] = {}
-        if main_idx:
+        if main_idx and self.rgb_embedder is not None:
             index = torch.tensor(main_idx, device=self.device)
-            mesh_t = torch.stack(main_mesh).to(self.device)
-            skin[main_idx] = skin_colours(frames, index, mesh_t).cpu().numpy()
-            if self.rgb_embedder is not None:
-                crops = part_rgb_crops(frames, index, mesh_t)
-                rgb = {slot: embed_slot(self.rgb_embedder, slot, crops[slot]).float().cpu().numpy()
-                       for slot in parts.SLOTS}
-        return FaceFrames(has_face, meshes, skin, others, rgb)
+            crops = part_rgb_crops(frames, index, torch.stack(main_mesh).to(self.device))
+            rgb = {slot: embed_slot(self.rgb_embedder, slot, crops[slot]).float().cpu().numpy()
+                   for slot in parts.SLOTS}
+        return FaceFrames(has_face, meshes, others, rgb)
 
 
 def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | None = None,
@@ -225,7 +218,7 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
     rgb = {s: np.concatenate([f.rgb[s] for f in found if s in f.rgb]) for s in parts.SLOTS
            if any(s in f.rgb for f in found)}
     return FaceTrack(np.concatenate(pts), np.concatenate([f.has_face for f in found]),
-                     np.concatenate([f.mesh for f in found]), np.concatenate([f.skin for f in found]),
+                     np.concatenate([f.mesh for f in found]),
                      [o for f in found for o in f.others], info.width, info.height, rgb, heads.samples,
                      heads.seconds)
 

@@ -20,7 +20,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import faiss
 import numpy as np
 import torch
@@ -250,33 +249,3 @@ def load_indexes(style: Style, embedder: Embedder, device: torch.device, root: P
             f"rebuilding it in {out}")
         current = build_indexes(style, embedder, device, root)
     return _read_dir(style, embedder.name, current)
-
-
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) RGB in [0, 255] -> (..., 3) float32 CIE Lab (D65), for perceptual colour distances."""
-    arr = np.asarray(rgb, dtype=np.float32).reshape(-1, 1, 3) / 255.0
-    return cv2.cvtColor(arr, cv2.COLOR_RGB2Lab).reshape(np.shape(rgb)).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class SkinIndex:
-    """The style's skin palette as a FAISS L2 index in Lab space."""
-
-    names: tuple[str, ...]
-    colours: tuple[str, ...]
-    index: faiss.Index
-
-    def nearest(self, rgb: np.ndarray) -> list[int]:
-        """(B, 3) RGB in [0, 255] -> the palette entry nearest each colour."""
-        _, rows = self.index.search(np.ascontiguousarray(rgb_to_lab(rgb).reshape(-1, 3)), 1)
-        return [int(r) for r in rows[:, 0]]
-
-
-def skin_index(style: Style) -> SkinIndex:
-    """A colour index over the style's palette (tiny: built in memory each time)."""
-    names = tuple(name for name, _ in style.palette)
-    colours = tuple(colour for _, colour in style.palette)
-    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colours], dtype=np.float32)
-    index = faiss.IndexFlatL2(3)
-    index.add(np.ascontiguousarray(rgb_to_lab(rgb)))
-    return SkinIndex(names, colours, index)

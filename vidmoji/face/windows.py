@@ -511,28 +511,6 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     return windows
 
 
-# Cheek and forehead landmarks whose neighbourhoods show bare skin in most faces.
-_SKIN_POINTS = (50, 280, 151)
-
-
-def skin_colours(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor) -> torch.Tensor:
-    """Median skin colour per face.
-
-    frames: (N, H, W, 3) uint8 RGB; frame_index: (F,) long; mesh: (F, 468, >=2) pixels.
-    Returns (F, 3) float32 RGB in [0, 255], the median over 5x5 patches (spaced 1/40 of the
-    inter-ocular distance) around cheek and forehead landmarks.
-    """
-    n, h, w, _ = frames.shape
-    centres = mesh[:, list(_SKIN_POINTS), :2].float()                    # (F, 3, 2)
-    step = (inter_ocular(mesh) / 40.0)[:, None, None, None]
-    offs = torch.arange(-2, 3, device=mesh.device, dtype=torch.float32)
-    grid_off = torch.stack(torch.meshgrid(offs, offs, indexing="xy"), -1).reshape(1, 1, 25, 2)
-    pts = centres[:, :, None] + grid_off * step                          # (F, 3, 25, 2)
-    norm = torch.stack([pts[..., 0] / w * 2 - 1, pts[..., 1] / h * 2 - 1], -1)
-    samples = sample_frames(frames, frame_index, norm, "zeros")         # (F, 3, 3, 25)
-    return samples.flatten(2).median(dim=2).values
-
-
 def part_rgb_crops(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor,
                    size: int = parts.RGB_CROP) -> dict[str, torch.Tensor]:
     """RGB crops of each slot's window (the same square as the label window, in the part's own frame).
