@@ -363,10 +363,9 @@ def hair_view(sample: HeadSample, person: np.ndarray, skin: np.ndarray | None) -
     lab = corrected_lab(sample.crop.reshape(-1, 3).astype(np.float32), gains).reshape(size, size, 3)
     # The hair's own colour: the crown, just inside the top of the person's silhouette near the midline (the
     # mesh's forehead ends below most hairlines, so the band just above it is often still skin).
-    top = _crop_to_units(sample.mesh[10:11])[0]
-    yy, xx = np.mgrid[:size, :size]
-    ux, uy = _crop_to_units(np.stack([xx.ravel(), yy.ravel()], 1)).T
-    ux, uy = ux.reshape(shape), uy.reshape(shape)
+    top = _crop_to_units(sample.mesh[10:11], size)[0]
+    ux, uy = _unit_grid(size)
+    yy = np.arange(size)[:, None]
     columns = (np.abs(ux - top[0]) < HAIR_SAMPLE_HALF) & (uy < top[1])
     above = body & columns
     if above.sum() < 12:                                 # nothing of the person above the forehead: bald
@@ -398,10 +397,15 @@ SHOULDER_ZONE = (35.0, 130.0)    # |x| range well below the chin
 LONG_JAW, LONG_SHOULDER, MEDIUM_EAR, MEDIUM_JAW = 0.12, 0.15, 0.10, 0.05
 
 
+@functools.lru_cache(maxsize=4)
 def _unit_grid(size: int = HEAD_CROP) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) face units of every head-crop pixel, (size, size) each; computed once per size (read-only)."""
     yy, xx = np.mgrid[:size, :size]
     u = _crop_to_units(np.stack([xx.ravel(), yy.ravel()], 1), size)
-    return u[:, 0].reshape(size, size), u[:, 1].reshape(size, size)
+    ux, uy = u[:, 0].reshape(size, size), u[:, 1].reshape(size, size)
+    ux.setflags(write=False)
+    uy.setflags(write=False)
+    return ux, uy
 
 
 def hair_length_measures(sample: HeadSample, mask: np.ndarray) -> np.ndarray:
