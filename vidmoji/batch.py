@@ -352,6 +352,8 @@ def _run_local(clips: list[Clip], options, jobs: int, retries: int, address: str
 
     busy_or_starting: set[int] = set()
     ready: set[int] = set()
+    ever_ready = False
+    start_failures = 0
     for slot in range(jobs):
         start(slot)
         busy_or_starting.add(slot)
@@ -378,6 +380,7 @@ def _run_local(clips: list[Clip], options, jobs: int, retries: int, address: str
                 if message is not None:
                     if message[0] == "ready":
                         ready.add(slot)
+                        ever_ready = True
                     else:
                         yield message[1]
                     feed(slot)
@@ -387,8 +390,14 @@ def _run_local(clips: list[Clip], options, jobs: int, retries: int, address: str
                 conn.close()
                 busy_or_starting.discard(slot)
                 if slot not in ready:
-                    raise BatchError(f"a worker process could not start (exit code {p.exitcode}); "
-                                     f"try `vidmoji render` on one clip to see why")
+                    # a worker that dies while starting is replaced, unless starting itself fails: none has
+                    # ever started, or more have died starting than the pool has slots
+                    start_failures += 1
+                    if not ever_ready or start_failures > jobs:
+                        raise BatchError(f"a worker process could not start (exit code {p.exitcode}); "
+                                         f"try `vidmoji render` on one clip to see why")
+                    log(f"warning: worker process {p.pid} died (exit code {p.exitcode}) while starting; "
+                        f"starting another")
                 ready.discard(slot)
                 if index is not None:
                     clip = clips[index]
