@@ -252,3 +252,39 @@ def test_overlaid_hair_hides_the_real_hair(photo, hair):
                       image.shape[1], image.shape[0])[..., 3] > 128
         covered[look is not None] = (alpha & real_hair).sum() / real_hair.sum()
     assert covered[False] < 0.1 and covered[True] > 0.7, covered
+
+
+@needs_media
+def test_overlay_draws_each_person_in_their_own_look(tmp_path):
+    """Obama and Biden on one photo: with --layout overlay the other face (Biden, left of Obama) is measured
+    as a person of its own and drawn in his own hair colour (grey in the identity labels), not in the main
+    face's look; the hair drawn over his head in the written picture is his."""
+    from vidmoji.pipeline import RenderOptions, prepare, render_media
+
+    photo = MEDIA / "image" / "face_recognition__obama_and_biden.jpg"
+    labels = json.loads((MEDIA / "labels" / "identity.json").read_text())["subjects"]
+    options = RenderOptions(output=tmp_path / "both.png", layout="overlay", device="cpu", show_progress=False)
+    prepared = prepare(photo, options)
+    track = prepared.track
+    main_x = np.nanmean(track.mesh[0][:, 0])
+    assert prepared.identity.hair_colour in labels["image/face_recognition__obama"]["hair_colour"]
+    # Biden: the largest other face left of the main one
+    others = [(m, p) for m, p in zip(track.others[0], track.other_ids[0]) if m[:, 0].mean() < main_x]
+    mesh, person = max(others, key=lambda o: np.ptp(o[0][:, 0]))
+    identity, look = prepared.others[person]
+    assert identity.hair_colour in labels["image/face_recognition__biden"]["hair_colour"], identity
+    assert look != prepared.look
+    render_media(photo, options)
+    out = cv2.cvtColor(cv2.imread(str(tmp_path / "both.png")), cv2.COLOR_BGR2RGB).astype(int)
+    # the top of Biden's drawn head: between the brows and one inter-ocular distance above them
+    pose = head_pose(mesh)
+    x, y = (int(v) for v in pose.centre)
+    band = out[max(0, y - int(1.6 * pose.iod)):y - int(0.9 * pose.iod), x - int(0.3 * pose.iod):x + int(0.3 * pose.iod)]
+    style = prepared.style
+
+    def share(colour: str) -> float:
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        return float((np.abs(band - rgb).sum(-1) < 30).mean())
+
+    own, main = share(style.hair_colour(identity.hair_colour)), share(style.hair_colour(prepared.identity.hair_colour))
+    assert own > 0.15 and main < 0.02, (own, main)

@@ -97,6 +97,10 @@ class FaceTrack:
     rgb_embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     heads: list = field(default_factory=list)       # identity.HeadSample: frontal views for identity
     sample_s: float = 0.0                           # seconds pass 1 spent sampling those views
+    # overlay: per frame, the person each of `others` is (an id kept across frames), and views of each of
+    # the first OTHER_PEOPLE people for their own identity
+    other_ids: list[list[int]] = field(default_factory=list)
+    other_heads: dict[int, list] = field(default_factory=dict)
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -201,26 +205,91 @@ class FaceStage:
 
 
 def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | None = None,
-                progress: Progress | None = None, max_faces: int = 4, small_faces: str = "fallback") -> FaceTrack:
+                progress: Progress | None = None, max_faces: int = 4, small_faces: str = "fallback",
+                follow_others: bool = False) -> FaceTrack:
     """Pass 1: the face stage over the whole clip, in batches (see FaceStage), keeping a bounded spread of
-    frontal views of the main face for its identity (vidmoji.identity.IdentitySampler)."""
+    frontal views of the main face for its identity (vidmoji.identity.IdentitySampler); with
+    follow_others (overlay), the other faces are followed too, each person with views of their own."""
     stage = FaceStage(device, rgb_embedder, max_faces, small_faces)
     pts, found = [], []
     heads = IdentitySampler()
+    people = OtherPeople() if follow_others else None
     with FrameReader(source, batch_size=BATCH) as reader:
         info = reader.info
         for batch in reader:
             found.append(stage.run(batch.frames))
             _offer_views(heads, batch, found[-1])
+            if people is not None:
+                people.offer(batch, found[-1].others)
             pts.append(batch.pts_s)
             if progress:
                 progress.advance(len(batch.pts_s))
     rgb = {s: np.concatenate([f.rgb[s] for f in found if s in f.rgb]) for s in parts.SLOTS
            if any(s in f.rgb for f in found)}
+    others = [o for f in found for o in f.others]
     return FaceTrack(np.concatenate(pts), np.concatenate([f.has_face for f in found]),
-                     np.concatenate([f.mesh for f in found]),
-                     [o for f in found for o in f.others], info.width, info.height, rgb, heads.samples,
-                     heads.seconds)
+                     np.concatenate([f.mesh for f in found]), others, info.width, info.height, rgb,
+                     heads.samples, heads.seconds + (people.seconds if people else 0.0),
+                     people.ids if people else [[-1] * len(o) for o in others],
+                     people.views() if people else {})
+
+
+# Overlay: how many of the other people get an identity of their own (the rest wear the default look), how
+# many views each keeps, and how long (seconds) a person may be unseen and still be the same person.
+OTHER_PEOPLE = 8
+OTHER_VIEWS = 6
+OTHER_GAP_S = 1.0
+
+
+class OtherPeople:
+    """The faces other than the main one, followed across frames: a face is the person last seen at the
+    most overlapping place (box IoU above 0.3, within OTHER_GAP_S), else a new person. The first
+    OTHER_PEOPLE people each get an IdentitySampler, so that each is drawn with their own skin, hair and
+    glasses rather than the main face's."""
+
+    def __init__(self):
+        self.ids: list[list[int]] = []                  # per frame, the person of each other face
+        self._last: dict[int, tuple[np.ndarray, float]] = {}   # person -> (box, seconds last seen)
+        self._samplers: dict[int, IdentitySampler] = {}
+        self._next = 0
+        self.seconds = 0.0
+
+    def offer(self, batch: FrameBatch, others: list[list[np.ndarray]]) -> None:
+        for i, meshes in enumerate(others):
+            t = float(batch.pts_s[i])
+            ids = self._assign(meshes, t)
+            self.ids.append(ids)
+            if not meshes:
+                continue
+            yaws = head_angles(torch.from_numpy(np.stack(meshes)))["yaw"].numpy()
+            for person, mesh, yaw in zip(ids, meshes, yaws):
+                if person < OTHER_PEOPLE:
+                    sampler = self._samplers.setdefault(person, IdentitySampler(limit=OTHER_VIEWS))
+                    sampler.offer(batch.index + i, batch.frames[i], mesh, float(yaw))
+                    self.seconds += sampler.seconds
+                    sampler.seconds = 0.0
+
+    def _assign(self, meshes: list[np.ndarray], t: float) -> list[int]:
+        boxes = [_mesh_box(m) for m in meshes]
+        live = {p: box for p, (box, seen) in self._last.items() if t - seen <= OTHER_GAP_S}
+        pairs = sorted(((_box_iou(b, box), k, p) for k, b in enumerate(boxes) for p, box in live.items()),
+                       reverse=True)
+        ids: list[int | None] = [None] * len(boxes)
+        taken = set()
+        for iou, k, p in pairs:
+            if iou <= 0.3:
+                break
+            if ids[k] is None and p not in taken:
+                ids[k] = p
+                taken.add(p)
+        for k, b in enumerate(boxes):
+            if ids[k] is None:
+                ids[k], self._next = self._next, self._next + 1
+            self._last[ids[k]] = (b, t)
+        return ids
+
+    def views(self) -> dict[int, list]:
+        return {p: s.samples for p, s in self._samplers.items() if s.samples}
 
 
 def _offer_views(heads: IdentitySampler, batch: FrameBatch, found: FaceFrames) -> None:
@@ -480,6 +549,7 @@ class Prepared:
     identity: Identity = field(default_factory=lambda: DEFAULT_IDENTITY)
     look: Look | None = None
     hair_part: object = None                     # templates.Part: the style's hair chosen for the identity
+    others: dict = field(default_factory=dict)   # overlay: person id -> (Identity, Look) of another face
 
     def timeline(self) -> dict:
         doc = timeline(self.track, self.choices, self.indexes, self.style, self.embedder)
@@ -489,6 +559,11 @@ class Prepared:
     def composer(self, size: int) -> AvatarComposer:
         """The avatar composer of this subject: the style, skin and identity's look, at `size` pixels."""
         return AvatarComposer(self.style, self.skin, size, look=self.look)
+
+    def other_composers(self, size: int) -> dict[int, AvatarComposer]:
+        """Overlay: the avatar composer of each other person measured in the clip (by person id)."""
+        return {p: AvatarComposer(self.style, identity.skin, size, look=look)
+                for p, (identity, look) in self.others.items()}
 
 
 def prepare(source: Path, options: RenderOptions, start: float | None = None) -> Prepared:
@@ -510,19 +585,24 @@ def prepare(source: Path, options: RenderOptions, start: float | None = None) ->
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
         overlay = options.layout == "overlay"
         track = track_faces(source, device, embedder if embedder.kind == "rgb" else None, progress,
-                            max_faces=8 if overlay else 4, small_faces="all" if overlay else "fallback")
+                            max_faces=8 if overlay else 4, small_faces="all" if overlay else "fallback",
+                            follow_others=overlay)
     stages["faces"] = time.perf_counter() - start - sum(stages.values())
     _require_a_face(track, source)
 
     identity = subject_identity(track, device, persona, IdentityOverrides(**{**vars(options.identity),
                                                                              "skin": options.skin}))
     look, hair_part = subject_look(identity, style, indexes, embedder, device)
+    others = {}
+    for person, views in track.other_heads.items():     # overlay: each other person as they are measured
+        other = measure_identity(views, device)
+        others[person] = (other, subject_look(other, style, indexes, embedder, device)[0])
     # identity: measuring the sampled views, plus what sampling them cost inside pass 1
     stages["identity"] = time.perf_counter() - start - sum(stages.values()) + track.sample_s
     stages["faces"] -= track.sample_s
     choices = choose_parts(track, embedder, indexes, options.smooth, device)
     return Prepared(source, info, track, choices, indexes, style, identity.skin, embedder, device, stages,
-                    identity, look, hair_part)
+                    identity, look, hair_part, others)
 
 
 def render_media(source: Path, options: RenderOptions) -> RenderResult:
@@ -546,8 +626,10 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     prepared = prepare(source, options, start)
     stages, track, choices, indexes = prepared.stages, prepared.track, prepared.choices, prepared.indexes
     composer = prepared.composer(options.size)
-    others = other_faces_choices(track, prepared.embedder, indexes, prepared.device) \
-        if options.layout == "overlay" else None
+    others = None
+    if options.layout == "overlay":
+        others = OtherAvatars(other_faces_choices(track, prepared.embedder, indexes, prepared.device),
+                              track.other_ids, prepared.other_composers(options.size))
     stages["match"] = time.perf_counter() - start - sum(stages.values())
 
     written = []
@@ -592,11 +674,22 @@ def subject_look(identity: Identity, style: Style, indexes: dict[str, PartIndex]
     return look, hair
 
 
-def _other_avatars(track: FaceTrack, others: list[list[tuple[str, ...]]] | None, i: int) -> list:
-    """Overlay: (part ids, HeadPose) of every face of frame i but the main one."""
+@dataclass
+class OtherAvatars:
+    """Overlay: every other face's parts per frame, the person each face is, and each measured person's
+    composer (a person without one is drawn by the main composer)."""
+
+    choices: list[list[tuple[str, ...]]]
+    ids: list[list[int]]
+    composers: dict[int, AvatarComposer]
+
+
+def _other_avatars(track: FaceTrack, others: OtherAvatars | None, i: int) -> list:
+    """Overlay: (part ids, HeadPose, composer or None) of every face of frame i but the main one."""
     if others is None:
         return []
-    return [(c, head_pose(m)) for c, m in zip(others[i], track.others[i])]
+    return [(c, head_pose(m), others.composers.get(p))
+            for c, m, p in zip(others.choices[i], track.others[i], others.ids[i])]
 
 
 def _write_image(output, track, choices, indexes, style, skin, composer, options, source, others) -> list[Path]:
@@ -626,8 +719,10 @@ def _gaze_at(choices: PartChoices, i: int) -> tuple[float, float] | None:
 def _layout_frame(frame, avatar, pose, reference, layout, composer, other_avatars, opacity) -> np.ndarray:
     """One output frame of the layout; `opacity` fades the main avatar only (other faces stay covered)."""
     if layout == "overlay":
-        out = overlay_frame(frame, [(composer.avatar(c), p) for c, p in other_avatars],
-                            face_cover=composer.face_cover) if other_avatars else frame
+        out = frame
+        for c, p, own in other_avatars:                  # each person in their own look (hair sets the cover)
+            own = own or composer
+            out = overlay_frame(out, [(own.avatar(c), p)], face_cover=own.face_cover)
         if avatar is not None and pose is not None:
             out = overlay_frame(out, [(avatar, pose)], face_cover=composer.face_cover, opacity=opacity)
         return out
