@@ -236,3 +236,65 @@ def test_plot_embeddings_of_several_files(folder, tmp_path):
     assert records[name]["outputs"] == [str(out / f"{name}_embeddings.mp4"), str(out / f"{name}_embeddings.png")]
     np.testing.assert_array_equal(_frames(out / f"{name}_embeddings.mp4"), _frames(tmp_path / "one.mp4"))
     _check_broken(records)
+
+
+def test_a_workers_second_clip_loads_no_model_again(pool_run):
+    """Each worker of the pool loads the embedder, indexes and face models for its first clip and reuses
+    them for the next: the manifest records what each clip loaded (vidmoji.models' counters)."""
+    out, _ = pool_run
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    by_pid: dict[int, list[dict]] = {}
+    for rec in records:
+        if rec["status"] == "done":
+            by_pid.setdefault(rec["pid"], []).append(rec)
+    assert any(len(recs) > 1 for recs in by_pid.values()), f"no worker rendered two clips: {records}"
+    for recs in by_pid.values():
+        first = recs[0]["loads"]
+        assert first.get("embedder") == 1 and first.get("indexes") == 1 and first.get("face") == 1, recs[0]
+        assert first.get("segmenter") == 1 and recs[0]["load_s"] > 0, recs[0]
+        for rec in recs[1:]:  # another subject: only its composer (skin, look) is new
+            assert not {"embedder", "indexes", "face", "segmenter"} & set(rec["loads"]), rec
+            assert rec["load_s"] < recs[0]["load_s"], rec
+
+
+def test_identify_many_inputs(folder, tmp_path):
+    """`vidmoji identify DIR -o OUT`: one persona per input, named as `vidmoji identify INPUT` names it,
+    the same persona as a one-by-one identify; the corrupt file marked failed."""
+    from vidmoji.pipeline import identify_media
+    name = "liveportrait__d18"
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = identify_media(folder / f"{name}.mp4", tmp_path / f"{name}_persona.json", "cpu", show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "personas"
+    r = subprocess.run(_cli("identify", str(folder), "-o", str(out), *POOL), capture_output=True, text=True,
+                       env=_env(), timeout=600)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    records = _manifest(out)
+    assert set(records) == {*CLIPS, "broken"}
+    _check_broken(records)
+    for clip_name in CLIPS:
+        assert records[clip_name]["status"] == "done", records[clip_name]
+        assert records[clip_name]["outputs"] == [str(out / f"{clip_name}_persona.json")]
+    persona = json.loads((out / f"{name}_persona.json").read_text())
+    assert persona == json.loads(one.written[0].read_text())
+    assert "done          3" in r.stdout and "failed        1" in r.stdout
+
+
+def test_rerun_with_other_options_is_refused(pool_run, folder):
+    """The folder's options.json: a rerun with another style, or another command, into the same folder
+    stops with a one-line error before any work, and leaves the folder as it was."""
+    out, _ = pool_run
+    manifest = (out / "manifest.jsonl").read_text()
+    assert json.loads((out / "options.json").read_text())["options"]["style"] == "flat"
+    for args, expected in ((("render", "--style", "cute"), "style 'flat' -> 'cute'"),
+                           (("identify",), "holds the outputs of `vidmoji render`")):
+        r = subprocess.run(_cli(args[0], str(folder), "-o", str(out), *args[1:], *POOL), capture_output=True,
+                           text=True, env=_env(), timeout=120)
+        assert r.returncode != 0 and "Traceback" not in r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr
+    assert (out / "manifest.jsonl").read_text() == manifest

@@ -1,8 +1,10 @@
-"""Many clips in one run: `vidmoji render DIR | GLOB | list.txt ... -o OUTDIR` (and `plot-embeddings`).
+"""Many clips in one run: `vidmoji render DIR | GLOB | list.txt ... -o OUTDIR` (and `plot-embeddings`,
+`identify`).
 
 Each input is rendered by the one frame path, `vidmoji.pipeline.render_media` (`plot_media` for
-plot-embeddings: the options' type says which), in a worker process that
-imports torch and the models once and then takes clips one after another:
+plot-embeddings, `identify_media` for identify: the options' type says which), in a worker process that
+imports torch once and then takes clips one after another; the models it loads for the first clip serve
+the next ones (vidmoji.models):
 
 - the local engine (default): `jobs` worker processes started with the spawn context; the parent hands
   one clip at a time to an idle worker and watches the workers' sentinels, so a worker that dies (killed,
@@ -13,8 +15,10 @@ imports torch and the models once and then takes clips one after another:
   are Ray's. Inputs and outputs must be on paths every node sees.
 
 OUTDIR/manifest.jsonl gets one JSON line per clip as it finishes (status done/failed, outputs, frames,
-fps, the one-line error); a rerun skips the clips whose last line says done (and whose outputs exist)
-and retries the rest. One bad clip never stops the others.
+fps, the one-line error, what the worker loaded for it); a rerun skips the clips whose last line says done
+(and whose outputs exist) and retries the rest. OUTDIR/options.json records the command and the options
+that change the outputs: a rerun with other options into the same folder is refused. One bad clip never
+stops the others.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from vidmoji.progress import log
 from vidmoji.video import IMAGE_SUFFIXES
 
 MANIFEST = "manifest.jsonl"
+OPTIONS = "options.json"
+# Options that say where or how fast, not what is written: they may change between a run and its rerun.
+_NOT_RECORDED = frozenset({"output", "show_progress", "device"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".flv",
                             ".wmv", ".ts", ".3gp"})
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
@@ -41,6 +48,23 @@ ENGINES = ("local", "ray")
 
 class BatchError(VidmojiError):
     """The batch as a whole cannot run (no inputs, names that collide, an engine that is missing)."""
+
+
+@dataclass(frozen=True)
+class IdentifyOptions:
+    """Options of `vidmoji identify` on many inputs (the arguments of vidmoji.pipeline.identify_media)."""
+
+    output: Path | None = None
+    device: str = "auto"
+    overrides: object = None          # vidmoji.identity.IdentityOverrides; None: none
+    show_progress: bool = True
+
+
+def command_of(options) -> str:
+    """The command whose options these are: render, plot-embeddings or identify."""
+    from vidmoji.pipeline import PlotOptions
+    return "identify" if isinstance(options, IdentifyOptions) else \
+        "plot-embeddings" if isinstance(options, PlotOptions) else "render"
 
 
 # --- inputs -------------------------------------------------------------------------------------------------
@@ -123,6 +147,8 @@ def output_for(clip: Clip, options) -> Path:
     from vidmoji.video import probe
     if isinstance(options, PlotOptions):
         return clip.out_dir / f"{clip.source.stem}_embeddings.mp4"
+    if isinstance(options, IdentifyOptions):
+        return clip.out_dir / f"{clip.source.stem}_persona.json"
     info = probe(clip.source)
     plan = stickers.plan_output(clip.source, info, replace(options, output=None))
     default = plan.output if plan is not None else _default_output(clip.source, info.is_image, "avatar")
@@ -130,15 +156,36 @@ def output_for(clip: Clip, options) -> Path:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM where /proc has it (ru_maxrss of a process started by
+    fork and exec also counts what the forked copy of its parent held before the exec), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
+def _identify(source: Path, options: IdentifyOptions):
+    from vidmoji.identity import IdentityOverrides
+    from vidmoji.pipeline import identify_media
+    return identify_media(source, options.output, options.device, options.overrides or IdentityOverrides(),
+                          options.show_progress)
+
+
 def render_one(clip: Clip, options) -> dict:
-    """Render one clip with vidmoji.pipeline.render_media (plot_media for PlotOptions); never raises for
-    the clip's own failures: the record says failed with the one-line reason."""
+    """Render one clip with vidmoji.pipeline.render_media (plot_media for PlotOptions, identify_media for
+    IdentifyOptions); never raises for the clip's own failures: the record says failed with the one-line
+    reason. The record's `loads` says what the process loaded for this clip (vidmoji.models: nothing when
+    an earlier clip of the same worker loaded it) and `load_s` how long that took."""
+    from vidmoji import models
     from vidmoji.pipeline import PlotOptions, plot_media, render_media
-    media = plot_media if isinstance(options, PlotOptions) else render_media
+    media = plot_media if isinstance(options, PlotOptions) else \
+        _identify if isinstance(options, IdentifyOptions) else render_media
     start = time.perf_counter()
+    loads_before, load_s_before = models.loads(), sum(models.LOAD_S.values())
     record = {"input": str(clip.source), "status": "failed", "outputs": [], "frames": None, "fps": None,
               "error": None, "warnings": [], "wall_s": None, "pid": os.getpid()}
     with warnings.catch_warnings(record=True) as caught:
@@ -146,8 +193,9 @@ def render_one(clip: Clip, options) -> dict:
         try:
             clip.out_dir.mkdir(parents=True, exist_ok=True)
             result = media(clip.source, replace(options, output=output_for(clip, options), show_progress=False))
-            record.update(status="done", outputs=[str(p) for p in result.written], frames=result.frames,
-                          fps=round(result.frames / max(result.wall_s, 1e-9), 3))
+            frames = getattr(result, "frames", None)   # identify's result has none
+            record.update(status="done", outputs=[str(p) for p in result.written], frames=frames,
+                          fps=round(frames / max(result.wall_s, 1e-9), 3) if frames is not None else None)
         except Exception as exc:  # one bad clip never stops the others: its reason goes to the manifest
             text = " ".join(str(exc).split()) if isinstance(exc, VidmojiError) else \
                 f"unexpected {type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'}"
@@ -157,6 +205,9 @@ def render_one(clip: Clip, options) -> dict:
                                  if issubclass(w.category, VidmojiWarning)})
     record["wall_s"] = round(time.perf_counter() - start, 3)
     record["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    after = models.loads()
+    record["loads"] = {k: n - loads_before.get(k, 0) for k, n in sorted(after.items()) if n - loads_before.get(k, 0)}
+    record["load_s"] = round(sum(models.LOAD_S.values()) - load_s_before, 3)
     return record
 
 
@@ -167,6 +218,8 @@ def _init_worker(threads: int, gpu: int | None) -> None:
     import torch  # imported once per worker, with the pipeline and its models' modules
     torch.set_num_threads(max(1, threads))
     import vidmoji.pipeline  # noqa: F401
+    from vidmoji import models
+    models.bound_heap()
 
 
 def _worker_main(conn, threads: int, gpu: int | None) -> None:
@@ -214,6 +267,41 @@ class Manifest:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+# --- the options a folder was made with ----------------------------------------------------------------------
+def options_record(options) -> dict:
+    """The command and the options that change its outputs, as JSON values (OUTDIR/options.json)."""
+    import dataclasses
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name not in _NOT_RECORDED}
+    values = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}
+    return json.loads(json.dumps({"command": command_of(options), "options": values}, default=str))
+
+
+def check_options(out_dir: Path, options) -> None:
+    """Record the options in OUTDIR/options.json on the first run; refuse (BatchError) a rerun into the
+    same folder with another command or other options, which would mix their outputs (and skip clips done
+    with the old ones)."""
+    from vidmoji.video import write_text_atomic
+    path = Path(out_dir) / OPTIONS
+    want = options_record(options)
+    if path.is_file():
+        try:
+            have = json.loads(path.read_text())
+            have["options"].items()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise BatchError(f"{path} is unreadable: remove it, or use another output folder") from None
+        if have.get("command") != want["command"]:
+            raise BatchError(f"{out_dir} holds the outputs of `vidmoji {have.get('command')}`, not of "
+                             f"`vidmoji {want['command']}`: use another output folder")
+        changed = [f"{k} {have['options'].get(k)!r} -> {v!r}" for k, v in want["options"].items()
+                   if have["options"].get(k) != v]
+        changed += [f"{k} {v!r} -> (none)" for k, v in have["options"].items() if k not in want["options"]]
+        if changed:
+            raise BatchError(f"{out_dir} was made with other options ({'; '.join(changed)}): use another "
+                             f"output folder, or the same options to resume")
+        return
+    write_text_atomic(path, json.dumps(want, indent=1, sort_keys=True) + "\n")
 
 
 # --- the run --------------------------------------------------------------------------------------------------
@@ -286,6 +374,7 @@ def run_batch(sources: list[Path], out_dir: Path, options, jobs: int | None = No
     clips = collect(sources, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_dir = out_dir.resolve()
+    check_options(out_dir, options)
     manifest = Manifest(out_dir)
     todo = [c for c in clips if not manifest.is_done(c)]
     skipped = len(clips) - len(todo)

@@ -363,24 +363,37 @@ def stickers(
 @app.command()
 @friendly_errors
 def identify(
-    source: Path = typer.Argument(..., help="A clip or a photo of the person."),
+    sources: list[Path] = typer.Argument(..., metavar="SOURCE", help="A clip or a photo of the person; or many: "
+                                         "folders, globs, .txt lists of paths, several files."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Persona file to write (default: <stem>_persona.json)."),
+                                          help="Persona file to write (default: <stem>_persona.json). With many "
+                                               "inputs: the output folder (required)."),
     skin: str = typer.Option("auto", "--skin", help="auto (measured), or a skin tone name."),
     hair: Optional[str] = HAIR,
     hair_colour: Optional[str] = HAIR_COLOUR,
     glasses: Optional[bool] = GLASSES,
     facial_hair: Optional[str] = FACIAL_HAIR,
     device: Device = DEVICE,
+    jobs: Optional[int] = JOBS,
+    engine: str = ENGINE,
+    address: Optional[str] = ADDRESS,
+    retries: int = RETRIES,
+    threads: Optional[int] = THREADS,
 ) -> None:
     """Measure who the face is (skin tone, hair, glasses, facial hair) and keep it as a persona file.
 
     Example: vidmoji identify selfie.jpg -o me.json && vidmoji render clip.mp4 --persona me.json
+
+    Example: vidmoji identify people/ -o personas/ --jobs 2   (one <stem>_persona.json per input)
     """
     from dataclasses import replace
     from vidmoji.pipeline import identify_media
     overrides = replace(_overrides(hair, hair_colour, glasses, facial_hair), skin=skin)
-    typer.echo(identify_media(source, output, device.value, overrides).summary())
+    if _many(sources, output, jobs, engine, address, threads):
+        from vidmoji.batch import IdentifyOptions
+        return _run_many(sources, output, IdentifyOptions(device=device.value, overrides=overrides), jobs, engine,
+                         address, retries, threads)
+    typer.echo(identify_media(sources[0], output, device.value, overrides).summary())
 
 
 class LiveSmooth(str, Enum):

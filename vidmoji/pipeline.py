@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from vidmoji import parts
+from vidmoji import models, parts
 from vidmoji.avatar.compose import (AvatarComposer, HeadPose, avatar_frame, avatar_rgba_frame, head_pose,
                                     overlay_frame, side_by_side_frame)
 from vidmoji.avatar.index import PartIndex, build_indexes, load_indexes
@@ -54,6 +54,12 @@ from vidmoji.video import (IMAGE_SUFFIXES, FrameBatch, FrameReader, VideoInfo, V
                            write_bytes_atomic, write_image_atomic, write_text_atomic)
 
 BATCH = 32
+# Frames held at once are bounded in bytes, not only in count: 32 frames are 25 MB at 512x512 but 199 MB at
+# 1920x1080. A batch holds at most BATCH_BYTES (8 frames at 1080p, 16 at 720p; always a divisor or a
+# multiple of the locator's 16-frame detection schedule), and the decoder keeps at most BATCH_BYTES of
+# batches ready ahead (one at 1080p: pass 1 is far slower than decoding anyway). Pass 1 holds three batches
+# at most (the one being located, one ready, one being decoded): 150 MB at 1080p.
+BATCH_BYTES = 64 * 2**20
 TOP_K = 5
 # A frame without a face holds the last avatar for this long, then fades out over _FADE_S.
 _HOLD_S = 1.0
@@ -168,11 +174,14 @@ class FaceStage:
     matters)."""
 
     def __init__(self, device: torch.device, rgb_embedder: Embedder | None = None, max_faces: int = 4,
-                 small_faces: str = "fallback"):
+                 small_faces: str = "fallback", reuse: bool = False):
         self.device = device
         self.rgb_embedder = rgb_embedder
-        self.locator = FaceLocator(device, max_faces=max_faces, small_faces=small_faces)
-        self.refiner = EyeRefiner(device)
+        if reuse:  # the process's models (vidmoji.models), their tracking state reset
+            self.locator, self.refiner = models.face_models(device, max_faces, small_faces)
+        else:
+            self.locator = FaceLocator(device, max_faces=max_faces, small_faces=small_faces)
+            self.refiner = EyeRefiner(device)
         self._previous_box = None
 
     def run(self, frames_np: np.ndarray) -> FaceFrames:
@@ -204,17 +213,26 @@ class FaceStage:
         return FaceFrames(has_face, meshes, others, rgb)
 
 
+def frame_reader(source: Path, info: VideoInfo | None = None) -> FrameReader:
+    """A FrameReader of `source` with batches and a decode queue bounded in bytes (see BATCH_BYTES)."""
+    info = info or probe(source)
+    frame_bytes = max(1, info.width * info.height * 3)
+    size = max(1, min(BATCH, BATCH_BYTES // frame_bytes))
+    size = size - size % 16 if size >= 16 else 1 << (size.bit_length() - 1)   # 32, 16, 8, 4, 2 or 1
+    return FrameReader(source, batch_size=size, max_queue=max(1, min(4, BATCH_BYTES // (size * frame_bytes))))
+
+
 def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | None = None,
                 progress: Progress | None = None, max_faces: int = 4, small_faces: str = "fallback",
                 follow_others: bool = False) -> FaceTrack:
     """Pass 1: the face stage over the whole clip, in batches (see FaceStage), keeping a bounded spread of
     frontal views of the main face for its identity (vidmoji.identity.IdentitySampler); with
     follow_others (overlay), the other faces are followed too, each person with views of their own."""
-    stage = FaceStage(device, rgb_embedder, max_faces, small_faces)
+    stage = FaceStage(device, rgb_embedder, max_faces, small_faces, reuse=True)
     pts, found = [], []
     heads = IdentitySampler()
     people = OtherPeople() if follow_others else None
-    with FrameReader(source, batch_size=BATCH) as reader:
+    with frame_reader(source) as reader:
         info = reader.info
         for batch in reader:
             found.append(stage.run(batch.frames))
@@ -222,6 +240,7 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
             if people is not None:
                 people.offer(batch, found[-1].others)
             pts.append(batch.pts_s)
+            models.trim_heap()
             if progress:
                 progress.advance(len(batch.pts_s))
     rgb = {s: np.concatenate([f.rgb[s] for f in found if s in f.rgb]) for s in parts.SLOTS
@@ -558,7 +577,7 @@ class Prepared:
 
     def composer(self, size: int) -> AvatarComposer:
         """The avatar composer of this subject: the style, skin and identity's look, at `size` pixels."""
-        return AvatarComposer(self.style, self.skin, size, look=self.look)
+        return models.composer(self.style, self.skin, size, self.look)
 
     def other_composers(self, size: int) -> dict[int, AvatarComposer]:
         """Overlay: the avatar composer of each other person measured in the clip (by person id)."""
@@ -578,8 +597,8 @@ def prepare(source: Path, options: RenderOptions, start: float | None = None) ->
     check_overrides(options.identity, style)
     device = choose_device(options.device)
     log(f"device: {device}")
-    embedder = load_embedder(options.embedder, device, options.weights)
-    indexes = load_indexes(style, embedder, device, log=log)
+    embedder = models.embedder(options.embedder, device, options.weights)
+    indexes = models.indexes(style, embedder, device, log=log)
 
     stages = {"setup": time.perf_counter() - start}
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
@@ -610,6 +629,7 @@ def render_media(source: Path, options: RenderOptions) -> RenderResult:
     format (`options.format`, or the output's suffix: see vidmoji.stickers) goes through
     vidmoji.stickers.write_transparent."""
     from vidmoji import stickers
+    models.bound_heap()
     start = time.perf_counter()
     source = Path(source)
     info = probe(source)
@@ -816,7 +836,7 @@ def _frames_again(source: Path, count: int, decode: bool) -> Iterator[tuple[int,
         yield from ((i, None) for i in range(count))
         return
     seen, last = 0, None
-    with FrameReader(source, batch_size=BATCH) as reader:
+    with frame_reader(source) as reader:
         for batch in reader:
             for j, frame in enumerate(batch.frames):
                 if batch.index + j < count:
@@ -832,7 +852,7 @@ def _frames_again(source: Path, count: int, decode: bool) -> Iterator[tuple[int,
 def _batches_again(source: Path, count: int) -> Iterator[FrameBatch]:
     """The frames of pass 1 decoded again, in batches, never more than its `count` (a damaged file may
     decode a frame more or fewer the second time)."""
-    with FrameReader(source, batch_size=BATCH) as reader:
+    with frame_reader(source) as reader:
         for batch in reader:
             n = min(len(batch.pts_s), count - batch.index)
             if n <= 0:
@@ -891,6 +911,7 @@ class IdentifyResult:
 def identify_media(source: Path, output: Path | None, device: str = "auto",
                    overrides: IdentityOverrides = IdentityOverrides(), show_progress: bool = True) -> IdentifyResult:
     """Measure who the face of a clip or photo is and write it as a persona file (`--persona` of render)."""
+    models.bound_heap()
     start = time.perf_counter()
     source = Path(source)
     info = probe(source)
@@ -1098,6 +1119,7 @@ def aligned_overlays(frames: np.ndarray, frame_index: list[int], mesh: torch.Ten
 def plot_media(source: Path, options: PlotOptions) -> PlotResult:
     """Write the embedding diagnostic video of `source`, its summary picture and optionally its data."""
     from vidmoji.plot import EmbeddingFigure, embedding_change, summary_figure
+    models.bound_heap()
     start = time.perf_counter()
     source = Path(source)
     info = probe(source)
@@ -1120,10 +1142,10 @@ def plot_media(source: Path, options: PlotOptions) -> PlotResult:
     log(f"device: {device}")
     # --weights belongs to resnet50 when it is compared with a shipped embedder, else to the one asked for.
     owner = "resnet50" if "resnet50" in options.embedders else options.embedders[0]
-    embedders = {name: load_embedder(name, device, options.weights if name == owner else None)
+    embedders = {name: models.embedder(name, device, options.weights if name == owner else None)
                  for name in options.embedders}
     rgb = [e for e in embedders.values() if e.kind == "rgb"]
-    indexes = {name: load_indexes(style, e, device, log=log) for name, e in embedders.items()}
+    indexes = {name: models.indexes(style, e, device, log=log) for name, e in embedders.items()}
 
     with Progress("faces", info.frame_count, enabled=options.show_progress) as progress:
         track = track_faces(source, device, rgb[0] if rgb else None, progress)

@@ -95,7 +95,9 @@ class AvatarComposer:
         chosen.update(self.look.parts())
         return [(chosen[slot], layer) for slot, layer in draw_order(self.look) if slot in chosen]
 
-    @lru_cache(maxsize=512)
+    # Memory, not speed, sets these bounds (a render's caches grew with the clip's length): an avatar is
+    # size * size * 4 bytes (1 MB at 512), and consecutive frames mostly repeat one, so a few dozen suffice.
+    @lru_cache(maxsize=32)
     def _avatar(self, choice: tuple[str, ...], gaze: tuple[float, float]) -> np.ndarray:
         layers = self._layers(choice)
         if self.look is None:
@@ -120,7 +122,7 @@ class AvatarComposer:
             layer, box = self._layer(part_id, gaze if has_pupils(self._parts[part_id]) else (0.0, 0.0), layer_name)
             if box is None:
                 continue
-            src, dst = layer[box].astype(np.float32), out[box]       # only the part's own bounding box
+            src, dst = layer.astype(np.float32), out[box]            # only the part's own bounding box
             a = src[..., 3:] / 255.0
             dst[..., :3] = src[..., :3] * a + dst[..., :3] * (1 - a)
             dst[..., 3:] = 255.0 * a + dst[..., 3:] * (1 - a)
@@ -128,14 +130,18 @@ class AvatarComposer:
     @lru_cache(maxsize=2048)
     def _layer(self, part_id: str, gaze: tuple[float, float], layer_name: str = ""
                ) -> tuple[np.ndarray, tuple[slice, slice] | None]:
-        """A part's RGBA layer and the bounding box of its visible pixels (None when it has none)."""
+        """A part's RGBA layer cut to the bounding box of its visible pixels, and that box on the canvas
+        (None when it has none). Only the cut is kept: an eye's is a few kB where the canvas is 1 MB."""
         hair = self.look.hair_colour if self.look is not None else None
         layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size, gaze, layer_name, hair,
                                   self._view)
         ys, xs = np.nonzero(layer[..., 3])
         if len(ys) == 0:
-            return layer, None
-        return layer, (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+            return layer[:0, :0], None
+        box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+        cut = layer[box].copy()
+        cut.setflags(write=False)
+        return cut, box
 
 
 def hair_crown(part) -> float | None:

@@ -523,7 +523,8 @@ def compose_svg(style: Style, choice: dict[str, str], skin: str, gaze=None, look
     return _canvas_svg(style, groups, avatar_view(style, look))
 
 
-@functools.lru_cache(maxsize=2048)
+# Whole-canvas layers (1 MB each at 512 px): few kept here; AvatarComposer keeps each layer's visible cut.
+@functools.lru_cache(maxsize=64)
 def _layer(style: Style, part_id: str, skin: str, size: int, gaze: tuple[float, float] = (0.0, 0.0),
            layer: str = "", hair: str | None = None, view: tuple[float, float, float] | None = None) -> np.ndarray:
     svg = _canvas_svg(style, [_part_group(style, style.part(part_id), skin, gaze, layer, hair)], view).encode()

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 
 from vidmoji.embed.base import EmbedderError, file_fingerprint
 
@@ -42,6 +41,7 @@ class ResNet50Embedder:
 
     def __init__(self, device: torch.device, weights: Path | None = None):
         path = find_weights(weights)
+        import torchvision  # here, not at the top: it brings torch._dynamo (~160 MB resident) to every render
         model = torchvision.models.resnet50()
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

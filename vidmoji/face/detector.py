@@ -30,10 +30,16 @@ MIN_SUPPRESSION_THRESHOLD = 0.3
 # The full-range model finds faces down to about this height in its input; smaller ones need a larger
 # input.
 FULL_RANGE_MIN_FACE = 20.0
-# Frames converted to float at once while resizing, to bound memory on large frames.
+# Frames converted to float at once while resizing: at most RESIZE_CHUNK, and at most RESIZE_BYTES of float
+# copies (one 1920x1080 frame is 25 MB as float; 8 of them and the resize's temporaries were the peak of a
+# 1080p render).
 RESIZE_CHUNK = 8
-# Images per detector call.
+RESIZE_BYTES = 32 * 2**20
+# Images per detector call: at most NET_CHUNK, and at most NET_BYTES of the first layer's activations
+# (32 channels at half the input's size; the small-faces pass at 1920x1080 is 480x800, 12 MB an image at
+# that layer, and several layers' activations are alive at once).
 NET_CHUNK = 8
+NET_BYTES = 24 * 2**20
 
 
 # --- building blocks --------------------------------------------------------------------------------------
@@ -271,7 +277,8 @@ def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
     would alias away the detail of small faces.
     """
     out = []
-    for chunk in frames.split(RESIZE_CHUNK):
+    per_frame = max(1, frames[0].numel() * 4) if len(frames) else 1
+    for chunk in frames.split(max(1, min(RESIZE_CHUNK, RESIZE_BYTES // per_frame))):
         x = chunk.permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-2:] != (height, width):
             x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
@@ -376,7 +383,8 @@ class FaceDetector:
             self._anchors[key] = ssd_anchors(images.shape[-2], images.shape[-1], **anchor_options).to(self.device)
         anchors = self._anchors[key]
         # Small chunks: on the CPU, large batches of large images run slower per image (cache misses).
-        outputs = [net(chunk * 2.0 - 1.0) for chunk in images.split(NET_CHUNK)]
+        chunk_size = max(1, min(NET_CHUNK, NET_BYTES // (8 * images.shape[-2] * images.shape[-1] * 4)))
+        outputs = [net(chunk * 2.0 - 1.0) for chunk in images.split(chunk_size)]
         raw = torch.cat([o[0] for o in outputs])
         scores = torch.sigmoid(torch.cat([o[1] for o in outputs]).clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT))
         b, a = torch.nonzero(scores >= self.min_score, as_tuple=True)
