@@ -52,6 +52,11 @@ from vidmoji.video import (IMAGE_SUFFIXES, DecodeStats, MediaError, VideoWriter,
 LIVE_SMOOTHERS = ("viterbi", "none")
 MAX_LAG = 2
 LIVE_TORCH_THREADS = 1
+# The detector runs only when the tracked face is lost (its mesh's presence under 0.5), as MediaPipe's live
+# face mesh graph does with one face: the mesh's own points give the next frame's crop. A detection costs
+# 40-90 ms on a 1280x720 frame here (render's every 16 frames made one frame in 16 two or three frames
+# late); live draws the main face only, so a face entering the picture need not be looked for.
+LIVE_DETECT_EVERY = 1 << 30
 # Without a persona, identity is measured from up to IDENTITY_VIEWS views over the first IDENTITY_S seconds.
 IDENTITY_S = 2.0
 IDENTITY_VIEWS = 6
@@ -591,7 +596,7 @@ class LivePath:
         self.embedder = load_embedder(options.embedder, self.device, options.weights)
         self.indexes = load_indexes(self.style, self.embedder, self.device, log=log)
         self.stage = FaceStage(self.device, self.embedder if self.embedder.kind == "rgb" else None, max_faces=1,
-                               small_faces="fallback")
+                               small_faces="fallback", detect_every=LIVE_DETECT_EVERY).freeze()
         self.calibration = OnlineCalibration(fps)
         self.eyes = OnlineEyes(fps)
         switch = {} if options.smooth == "viterbi" else {"switch_cost": 0.0, "end_margin": 0.0}
@@ -656,7 +661,7 @@ class LivePath:
             calibration = self.calibration.update(meas)
             eyes, gaze = self.eyes.push(mesh_t, meas, calibration)
             matches, candidates = part_candidates(mesh, calibration, eyes, self.embedder, self.indexes, self.device,
-                                                  found.rgb, TOP_K)
+                                                  found.rgb, TOP_K, measures=meas)
             self._follow(mesh[0], arrival.frame)
             pending = _Pending(arrival, head_pose(mesh[0]), gaze.numpy()[0],
                                {s: matches[s].embeddings for s in parts.SLOTS})

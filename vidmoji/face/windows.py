@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from vidmoji import parts
-from vidmoji.face.raster import gaussian_blur, rasterize_soft
+from vidmoji.face.raster import gaussian_blur, rasterize_soft, stack_polygons
 from vidmoji.face.sampling import sample_frames
 
 _POLYGON = dict(parts.PARSE_POLYGONS)
+_POLYGON_INDEX = {name: torch.tensor(index) for name, index in _POLYGON.items()}
+_RASTER_CHUNK = 72
 _UPPER_INNER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
 _LOWER_INNER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
 _UPPER_OUTER = (185, 40, 39, 37, 0, 267, 269, 270, 409)
@@ -458,16 +460,18 @@ def _window_pixels(local: torch.Tensor, slot: str) -> torch.Tensor:
 
 
 def part_windows(mesh: torch.Tensor, calibration: Calibration,
-                 eyes: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 eyes: dict[str, torch.Tensor] | None = None,
+                 measures: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Calibrated label windows of every slot.
 
     mesh: (F, 468, >=2) points in frame pixels; eyes: {"right", "left"}: (F,) the openness to draw each
-    eye at (`eye_sequence`), else each frame's own. Returns {slot: (F, C, WINDOW_SIZE, WINDOW_SIZE) float32
+    eye at (`eye_sequence`), else each frame's own; measures: `measure(mesh)` when the caller has it
+    already (live measures each frame before it calibrates). Returns {slot: (F, C, WINDOW_SIZE, WINDOW_SIZE) float32
     in [0, 1]}, channels as parts.SLOT_CHANNELS[slot], anti-aliased and blurred by one pixel.
     """
     xy = frontalize(mesh)[..., :2].float()
     frames = local_frames(xy)
-    meas = measure(mesh)
+    meas = measures if measures is not None else measure(mesh)
     local = {slot: frames[slot].to_local(xy) for slot in parts.SLOTS}   # (F, 468, 2) per slot
     seen_xy = mesh[..., :2].float()
     seen = local_frames(seen_xy)
@@ -502,13 +506,18 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
         mouth[..., 1] -= calibration.mouth_sag * (1 - x * x).clamp_min(0)
     local["mouth"] = mouth
 
-    windows = {}
-    for slot in parts.SLOTS:
-        pix = _window_pixels(local[slot], slot)
-        channels = [rasterize_soft(pix[:, list(_POLYGON[name])], parts.WINDOW_SIZE, parts.WINDOW_SUPERSAMPLE)
-                    for name in parts.SLOT_CHANNELS[slot]]
-        windows[slot] = gaussian_blur(torch.stack(channels, 1), parts.WINDOW_BLUR_SIGMA)
-    return windows
+    # Every slot's channels rasterised and blurred in one batch (see stack_polygons), then split by slot.
+    polygons = [_window_pixels(local[slot], slot)[:, _POLYGON_INDEX[name].to(mesh.device)]
+                for slot in parts.SLOTS for name in parts.SLOT_CHANNELS[slot]]
+    stacked = stack_polygons(polygons)                                   # (F, C, V, 2)
+    f, c = stacked.shape[:2]
+    # In chunks of _RASTER_CHUNK polygons: one call for a face's nine (live), and large batches (render)
+    # stay in cache (measured on the 2-core CPU: 0.7 against 1.6 ms for one face, the same for 256).
+    soft = torch.cat([rasterize_soft(chunk, parts.WINDOW_SIZE, parts.WINDOW_SUPERSAMPLE)
+                      for chunk in stacked.reshape(f * c, *stacked.shape[2:]).split(_RASTER_CHUNK)])
+    blurred = gaussian_blur(soft.reshape(f, c, parts.WINDOW_SIZE, parts.WINDOW_SIZE), parts.WINDOW_BLUR_SIGMA)
+    split = blurred.split([len(parts.SLOT_CHANNELS[slot]) for slot in parts.SLOTS], dim=1)
+    return {slot: w.contiguous() for slot, w in zip(parts.SLOTS, split)}
 
 
 def part_rgb_crops(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor,
