@@ -118,7 +118,8 @@ def main() -> None:
     # process's CPU time from the first write to the closed file, spread over the frames.
     with tempfile.TemporaryDirectory() as tmp:
         cpu = time.process_time()
-        writer = VideoWriter(Path(tmp) / "out.mp4", options.size, options.size, fps, preset=getattr(live, "LIVE_PRESET", "veryfast"))
+        preset = getattr(live, "LIVE_PRESET", "veryfast")
+        writer = VideoWriter(Path(tmp) / "out.mp4", options.size, options.size, fps, preset=preset)
         for rgb, t in outputs:
             writer.write(rgb, t)
         writer.close()
