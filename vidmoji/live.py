@@ -746,7 +746,8 @@ class LivePath:
         look, hair_part = subject_look(identity, self.style, self.indexes, self.embedder, self.device)
         # Only the parts on show are drawn before the swap (drawing all of them took 1 s of CPU from the
         # frame path, 14 ms a part); the others are drawn when first chosen, the slot's last part standing in.
-        on_show = set(self.composer._choice or ()) | set(self.composer.composer._shown_parts.values())
+        with self.composer.composer._lock:
+            on_show = set(self.composer._choice or ()) | set(self.composer.composer._shown_parts.values())
         composer = LiveAvatarComposer(self.style, identity.skin, self.options.size, look).warm(on_show)
         self.identity, self.hair_part, self.skin = identity, hair_part, identity.skin
         self.composer.composer = composer
