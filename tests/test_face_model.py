@@ -224,3 +224,20 @@ def test_no_faces_in_crowd_clip(detector, locator):
     locator.reset()
     tracked = sum(len(f) > 0 for f in locator.track(frames))
     assert tracked <= 0.05 * len(frames), f"faces tracked in {tracked}/{len(frames)} frames"
+
+
+@needs_media
+def test_frozen_face_stage_follows_a_clip_as_the_eager_one():
+    """Live runs the mesh and iris networks traced and frozen (FaceStage.freeze), one frame at a time: the
+    same meshes, irises and presence as the eager networks, frame after frame of a moving clip."""
+    from vidmoji.pipeline import FaceStage
+
+    frames = read_frames("liveportrait__s32", limit=12).numpy()
+    eager = FaceStage(DEVICE, max_faces=1, detect_every=1 << 30)
+    frozen = FaceStage(DEVICE, max_faces=1, detect_every=1 << 30).freeze()
+    assert isinstance(frozen.locator.mesh.net, torch.jit.ScriptModule)
+    assert isinstance(frozen.refiner.net, torch.jit.ScriptModule)
+    for frame in frames:
+        a, b = eager.run(frame[None]), frozen.run(frame[None])
+        assert a.has_face[0] and b.has_face[0]
+        np.testing.assert_allclose(b.mesh, a.mesh, atol=1e-3, rtol=0)

@@ -42,3 +42,16 @@ def test_rasterised_polygons_follow_the_even_odd_rule():
     ys, xs = torch.meshgrid(torch.arange(20) + 0.5, torch.arange(20) + 0.5, indexing="ij")
     on_edge = (xs + ys) == 20                                  # centres on the hypotenuse: either side
     assert torch.equal(mask[~on_edge], (xs + ys < 20)[~on_edge])
+
+
+def test_stacked_polygons_rasterise_as_each_alone():
+    # Polygons of 3 to 9 vertices padded to one batch (the part windows' nine channels in one call).
+    from vidmoji.face.raster import rasterize_soft, stack_polygons
+
+    g = torch.Generator().manual_seed(1)
+    polygons = [torch.rand(2, v, 2, generator=g) * 32 for v in (3, 9, 5, 4)]
+    stacked = stack_polygons(polygons)
+    assert stacked.shape == (2, 4, 9, 2)
+    together = rasterize_soft(stacked.reshape(8, 9, 2), 32, 4).reshape(2, 4, 32, 32)
+    for i, p in enumerate(polygons):
+        assert torch.equal(together[:, i], rasterize_soft(p, 32, 4))

@@ -52,6 +52,21 @@ from vidmoji.video import (IMAGE_SUFFIXES, DecodeStats, MediaError, VideoWriter,
 LIVE_SMOOTHERS = ("viterbi", "none")
 MAX_LAG = 2
 LIVE_TORCH_THREADS = 1
+# The detector runs only when the tracked face is lost (its mesh's presence under 0.5), as MediaPipe's live
+# face mesh graph does with one face: the mesh's own points give the next frame's crop. A detection costs
+# 40-90 ms on a 1280x720 frame here (render's every 16 frames made one frame in 16 two or three frames
+# late); live draws the main face only, so a face entering the picture need not be looked for.
+LIVE_DETECT_EVERY = 1 << 30
+# x264's preset for a live recording: its encoder thread shares the CPU with the models. Measured on 512x512
+# frames of the 2-core CPU: 3.8 ms of CPU a frame against 6.5 for render's veryfast (files 2-5 times larger).
+LIVE_PRESET = "ultrafast"
+# The eyes' switch cost in the fixed-lag Viterbi (render's is smooth.DEFAULT_SWITCH_COST, 0.3). Deciding a
+# frame as it arrives, a switch is paid before the new state shows, so at 0.3 a blink's end showed two frames
+# late; the eyes' openness is already held still by its dead band and the pair decision. Tuned on d0, d3
+# and d14 (live read whole against render: d0's loss 0.039 -> 0.013, d14's 0.029 -> 0.014), checked on
+# d9, d18, d19 and s32 (0.016 -> 0.007, 0.005, 0.051 -> 0.042, 0.038 unchanged); the cost: d3's switches on
+# still stretches 0.88 -> 1.02 a second (render: 0.54), the other clips unchanged.
+LIVE_EYE_SWITCH_COST = 0.15
 # Without a persona, identity is measured from up to IDENTITY_VIEWS views over the first IDENTITY_S seconds.
 IDENTITY_S = 2.0
 IDENTITY_VIEWS = 6
@@ -302,7 +317,7 @@ class FileSink:
 
     def __init__(self, path: Path, width: int, height: int, fps: float):
         self.path = path
-        self.writer = VideoWriter(path, width, height, fps)
+        self.writer = VideoWriter(path, width, height, fps, preset=LIVE_PRESET)
 
     def write(self, frame: np.ndarray, t: float) -> None:
         self.writer.write(frame, t)
@@ -512,9 +527,11 @@ class VirtualCamSink:
 
 # --- the run ----------------------------------------------------------------------------------------------
 class LiveAvatarComposer(AvatarComposer):
-    """An AvatarComposer that never makes the frame path wait for cairosvg: every part is drawn looking
-    ahead when it starts (`warm`), and a pupil layer for a new gaze is drawn in a background thread while
-    the gaze last drawn stands in (a frame or two)."""
+    """An AvatarComposer that never makes the frame path wait for cairosvg: the parts are drawn looking
+    ahead (`warm`: all of them before the first frame; only the ones on show when a measured identity's
+    composer is swapped in), a part not drawn yet is drawn in a background thread while the slot's part
+    last shown stands in, and so is a pupil layer for a new gaze, while the gaze last drawn stands in (a
+    frame or two)."""
 
     def __init__(self, style, skin: str, size: int, look=None):
         super().__init__(style, skin, size, look=look)
@@ -522,12 +539,15 @@ class LiveAvatarComposer(AvatarComposer):
         self._drawing: set[tuple[str, tuple[float, float]]] = set()
         self._lock = threading.Lock()
         self._shown: tuple[float, float] = (0.0, 0.0)
+        self._shown_parts: dict[str, str] = {}          # slot -> the part last shown
 
-    def warm(self) -> "LiveAvatarComposer":
+    def warm(self, part_ids=None) -> "LiveAvatarComposer":
+        """Draw the layers of `part_ids` (None: every part of the expression slots) and of the look."""
         for part in self.style.parts:
-            if part.slot in parts.SLOTS:
+            if part.slot in parts.SLOTS and (part_ids is None or part.id in part_ids):
                 self._layer(part.id, (0.0, 0.0))
                 self._ready.add((part.id, (0.0, 0.0)))
+                self._shown_parts.setdefault(part.slot, part.id)
         look = self.look.parts() if self.look is not None else {}
         for slot, layer in (("hair", "back"), ("hair", "front"), ("glasses", ""), ("facial_hair", "")):
             if slot in look:
@@ -536,11 +556,25 @@ class LiveAvatarComposer(AvatarComposer):
 
     def avatar(self, choice: tuple[str, ...], gaze=None) -> np.ndarray:
         want = quantize_gaze(gaze)
+        straight = (0.0, 0.0)
+        with self._lock:
+            later = [(p, straight) for p in choice if (p, straight) not in self._ready]
+            # A part not drawn yet: the slot's last part shown stands in (a part never drawn with no stand-in
+            # is drawn here, which only a composer used before its warm() would need).
+            stand_in = {p: self._shown_parts.get(self._parts[p].slot) for p, _ in later}
+        for p, _ in later:
+            if stand_in[p] is None:
+                self._layer(p, straight)
+                with self._lock:
+                    self._ready.add((p, straight))
+        choice = tuple(stand_in.get(p) or p for p in choice)
         pupils = [p for p in choice if has_pupils(self._parts[p])]
         with self._lock:
             missing = [(p, want) for p in pupils if (p, want) not in self._ready]
-            new = [key for key in missing if key not in self._drawing]
+            new = [key for key in later + missing if key not in self._drawing and key not in self._ready]
             self._drawing.update(new)
+            for p in choice:
+                self._shown_parts[self._parts[p].slot] = p
         if new:
             threading.Thread(target=self._draw, args=(new,), daemon=True, name="vidmoji-layers").start()
         if not missing:
@@ -591,11 +625,14 @@ class LivePath:
         self.embedder = load_embedder(options.embedder, self.device, options.weights)
         self.indexes = load_indexes(self.style, self.embedder, self.device, log=log)
         self.stage = FaceStage(self.device, self.embedder if self.embedder.kind == "rgb" else None, max_faces=1,
-                               small_faces="fallback")
+                               small_faces="fallback", detect_every=LIVE_DETECT_EVERY).freeze()
         self.calibration = OnlineCalibration(fps)
         self.eyes = OnlineEyes(fps)
         switch = {} if options.smooth == "viterbi" else {"switch_cost": 0.0, "end_margin": 0.0}
-        self.smoothers = {s: FixedLagViterbi(len(self.indexes[s].part_ids), options.lag, **switch) for s in parts.SLOTS}
+        eyes = {"switch_cost": LIVE_EYE_SWITCH_COST} if options.smooth == "viterbi" else switch
+        self.smoothers = {s: FixedLagViterbi(len(self.indexes[s].part_ids), options.lag,
+                                             **(eyes if s in ("eye_left", "eye_right") else switch))
+                          for s in parts.SLOTS}
         # Identity: a persona is drawn from the first frame; without one the first IDENTITY_S seconds of
         # frontal views are measured (in the background) and the avatar takes the subject's look then.
         persona = read_persona(options.persona) if options.persona else None
@@ -644,7 +681,10 @@ class LivePath:
                 out += self._decide({s: np.full(1, -1) for s in parts.SLOTS}, {s: np.zeros(1) for s in parts.SLOTS},
                                     None)
             return out
-        found = self.stage.run(arrival.frame[None])
+        return self.push_found(arrival, self.stage.run(arrival.frame[None]))
+
+    def push_found(self, arrival: Arrival, found) -> list[tuple[Arrival, np.ndarray, np.ndarray | None]]:
+        """`push` from the face stage's result for this frame on (FaceFrames of one frame)."""
         if not found.has_face[0]:
             self.eyes.reset()
             candidates = {s: (np.full((1, 1), -1), np.zeros((1, 1))) for s in parts.SLOTS}
@@ -656,7 +696,7 @@ class LivePath:
             calibration = self.calibration.update(meas)
             eyes, gaze = self.eyes.push(mesh_t, meas, calibration)
             matches, candidates = part_candidates(mesh, calibration, eyes, self.embedder, self.indexes, self.device,
-                                                  found.rgb, TOP_K)
+                                                  found.rgb, TOP_K, measures=meas)
             self._follow(mesh[0], arrival.frame)
             pending = _Pending(arrival, head_pose(mesh[0]), gaze.numpy()[0],
                                {s: matches[s].embeddings for s in parts.SLOTS})
@@ -704,7 +744,11 @@ class LivePath:
         """Measure the subject's identity, draw the parts in its skin and look, then swap them in."""
         identity = apply_overrides(measure_identity(views, self.device), self.overrides)
         look, hair_part = subject_look(identity, self.style, self.indexes, self.embedder, self.device)
-        composer = LiveAvatarComposer(self.style, identity.skin, self.options.size, look).warm()
+        # Only the parts on show are drawn before the swap (drawing all of them took 1 s of CPU from the
+        # frame path, 14 ms a part); the others are drawn when first chosen, the slot's last part standing in.
+        with self.composer.composer._lock:
+            on_show = set(self.composer._choice or ()) | set(self.composer.composer._shown_parts.values())
+        composer = LiveAvatarComposer(self.style, identity.skin, self.options.size, look).warm(on_show)
         self.identity, self.hair_part, self.skin = identity, hair_part, identity.skin
         self.composer.composer = composer
 

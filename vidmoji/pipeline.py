@@ -38,8 +38,11 @@ from vidmoji.embed.base import Embedder, embed_slot
 from vidmoji.embed.registry import load_embedder
 from vidmoji.errors import VidmojiError
 from vidmoji.face.align import alignment_matrices, invert_affine, transform_points, warp_crops
+from vidmoji.face.detector import frozen_network
+from vidmoji.face.iris import INPUT_SIZE as IRIS_INPUT
 from vidmoji.face.iris import EyeRefiner
 from vidmoji.face.locate import FaceLocator
+from vidmoji.face.mesh import INPUT_SIZE as MESH_INPUT
 from vidmoji.face.parse import colorize, mesh_label_map
 from vidmoji.identity import (DEFAULT_IDENTITY, Identity, IdentityOverrides, IdentitySampler, apply_overrides, check_overrides,
                               choose_hair,
@@ -174,15 +177,26 @@ class FaceStage:
     matters)."""
 
     def __init__(self, device: torch.device, rgb_embedder: Embedder | None = None, max_faces: int = 4,
-                 small_faces: str = "fallback", reuse: bool = False):
+                 small_faces: str = "fallback", detect_every: int = 16, reuse: bool = False):
         self.device = device
         self.rgb_embedder = rgb_embedder
         if reuse:  # the process's models (vidmoji.models), their tracking state reset
             self.locator, self.refiner = models.face_models(device, max_faces, small_faces)
+            self.locator.detect_every = detect_every
         else:
-            self.locator = FaceLocator(device, max_faces=max_faces, small_faces=small_faces)
+            self.locator = FaceLocator(device, max_faces=max_faces, small_faces=small_faces,
+                                       detect_every=detect_every)
             self.refiner = EyeRefiner(device)
         self._previous_box = None
+
+    def freeze(self) -> "FaceStage":
+        """Run the mesh and iris networks traced and frozen (`frozen_network`): a third cheaper one face at
+        a time (live), the same results."""
+        self.locator.mesh.net = frozen_network(
+            self.locator.mesh.net, torch.zeros((1, 3, MESH_INPUT, MESH_INPUT), device=self.device))
+        self.refiner.net = frozen_network(
+            self.refiner.net, torch.zeros((2, 3, IRIS_INPUT, IRIS_INPUT), device=self.device))
+        return self
 
     def run(self, frames_np: np.ndarray) -> FaceFrames:
         """frames_np: (N, H, W, 3) uint8 RGB, the next frames of the stream."""
@@ -347,13 +361,16 @@ def track_fps(track: FaceTrack) -> float:
 
 
 def face_windows(meshes: np.ndarray, calibration: Calibration, device: torch.device,
-                 batch_size: int = 256, eyes: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 batch_size: int = 256, eyes: dict[str, torch.Tensor] | None = None,
+                 measures: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Calibrated part windows of (F, 478, 3) meshes, computed in batches on the device; eyes: the
-    openness to draw each eye at (`eye_sequence`), else each frame's own."""
+    openness to draw each eye at (`eye_sequence`), else each frame's own; measures: `measure` of the
+    meshes, when the caller has them."""
     chunks: dict[str, list[torch.Tensor]] = {s: [] for s in parts.SLOTS}
     for i in range(0, len(meshes), batch_size):
         part_eyes = {k: v[i:i + batch_size] for k, v in eyes.items()} if eyes is not None else None
-        w = part_windows(torch.from_numpy(meshes[i:i + batch_size]).to(device), calibration, part_eyes)
+        part_meas = {k: v[i:i + batch_size].to(device) for k, v in measures.items()} if measures is not None else None
+        w = part_windows(torch.from_numpy(meshes[i:i + batch_size]).to(device), calibration, part_eyes, part_meas)
         for slot in parts.SLOTS:
             chunks[slot].append(w[slot])
     return {s: torch.cat(c) if c else torch.zeros((0, len(parts.SLOT_CHANNELS[s]), parts.WINDOW_SIZE,
@@ -370,9 +387,10 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
     mesh_t = torch.from_numpy(mesh)
     eyes = eye_sequence(mesh_t, calibration, track_fps(track))
     gaze = np.full((len(track.pts), 2, 2), np.nan, np.float32)
-    gaze[present] = gaze_of(measure(mesh_t), calibration).numpy()
+    meas = measure(mesh_t)
+    gaze[present] = gaze_of(meas, calibration).numpy()
     matches, candidates = part_candidates(mesh, calibration, eyes, embedder, indexes, device,
-                                          track.rgb_embeddings, k)
+                                          track.rgb_embeddings, k, measures=meas)
     smoother = make_smoother(smooth)
     t = len(track.pts)
     rows_out, sim_out = {}, {}
@@ -390,16 +408,19 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
 
 def part_candidates(mesh: np.ndarray, calibration: Calibration, eyes: dict[str, torch.Tensor], embedder: Embedder,
                     indexes: dict[str, PartIndex], device: torch.device,
-                    rgb_embeddings: dict[str, np.ndarray] | None = None, k: int = TOP_K
+                    rgb_embeddings: dict[str, np.ndarray] | None = None, k: int = TOP_K,
+                    measures: dict[str, torch.Tensor] | None = None
                     ) -> tuple[dict[str, SlotMatches], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """The frame path's matching stage for F face frames: calibrated windows, embeddings, FAISS top-k, and
     both eyes' states chosen together where they move together.
 
     mesh: (F, 478, 3) of the main face; eyes: the openness to draw (`eye_sequence` over a clip,
-    `OnlineEyes` live); rgb_embeddings: {slot: (F, D)} for an RGB embedder. Returns the SlotMatches and
+    `OnlineEyes` live); rgb_embeddings: {slot: (F, D)} for an RGB embedder; measures: `measure(mesh)`
+    when the caller has it (live). Returns the SlotMatches and
     per slot the candidates (rows (F, k'), sims (F, k')) the smoother chooses from."""
     if embedder.kind == "label":
-        matches = match_windows(embedder, indexes, face_windows(mesh, calibration, device, eyes=eyes), k)
+        matches = match_windows(embedder, indexes, face_windows(mesh, calibration, device, eyes=eyes,
+                                                                measures=measures), k)
     else:
         matches = {}
         for slot in parts.SLOTS:

@@ -195,12 +195,20 @@ def avatar_placement(pose: HeadPose | None, reference: HeadPose | None, s: int
     return (s / 2 + float(shift[0]), s / 2 + float(shift[1])), 0.85 * scale, pose.roll
 
 
+@lru_cache(maxsize=4)
+def _background(s: int) -> np.ndarray:
+    """An (s, s, 3) picture of BACKGROUND, to copy (filling one per frame cost a 512 px frame 1.2 ms)."""
+    frame = np.empty((s, s, 3), np.uint8)
+    frame[:] = BACKGROUND
+    frame.setflags(write=False)
+    return frame
+
+
 def avatar_frame(avatar: np.ndarray, pose: HeadPose | None, reference: HeadPose | None,
                  opacity: float = 1.0) -> np.ndarray:
     """The `avatar` layout: (S, S, 3) uint8, the avatar placed by `avatar_placement` on BACKGROUND."""
     s = avatar.shape[0]
-    frame = np.empty((s, s, 3), np.uint8)
-    frame[:] = BACKGROUND
+    frame = _background(s).copy()
     centre, scale, roll = avatar_placement(pose, reference, s)
     _blend(frame, _warp(avatar, centre, scale, roll, s, s), opacity)
     return frame

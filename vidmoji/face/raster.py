@@ -35,6 +35,15 @@ def rasterize_polygons(polygons: torch.Tensor, height: int, width: int) -> torch
     return (toggles[..., :width].cumsum(dim=2, dtype=torch.uint8) & 1).bool()
 
 
+def stack_polygons(polygons: list[torch.Tensor]) -> torch.Tensor:
+    """Polygons with different vertex counts, (B, V_i, 2) each, as one (B, len(polygons), max V_i, 2) batch:
+    a shorter polygon repeats its last vertex. The repeats add edges of zero length, which cross no
+    scanline, and the closing edge stays the same, so each rasterises exactly as it would alone."""
+    v = max(p.shape[1] for p in polygons)
+    return torch.stack([torch.cat([p, p[:, -1:].expand(-1, v - p.shape[1], -1)], 1) if p.shape[1] < v else p
+                        for p in polygons], 1)
+
+
 def rasterize_soft(polygons: torch.Tensor, size: int, supersample: int = 4) -> torch.Tensor:
     """Anti-aliased coverage of polygons on a size x size grid.
 
