@@ -167,10 +167,23 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     out["lip_upper"] = mouth[:, parts.INNER_LIP_MID[0]] - mouth[:, _UPPER_OUTER_MID]
     out["lip_lower"] = mouth[:, _LOWER_OUTER_MID] - mouth[:, parts.INNER_LIP_MID[1]]
     out["lip_sag"] = (mouth[:, parts.INNER_LIP_MID[0]] + mouth[:, parts.INNER_LIP_MID[1]]) / 2
+    # The same curve seen from straight ahead (a nod tilts the mouth's corners, which sit about 27 mouth
+    # units behind its middle, up or down): what the calibration compares with other people's resting mouths.
+    level = frames["mouth"].to_local(xy)[..., 1]
+    out["lip_sag_level"] = (level[:, parts.INNER_LIP_MID[0]] + level[:, parts.INNER_LIP_MID[1]]) / 2
     if mesh.shape[1] >= parts.MESH_POINTS:
         for side, iris in (("right", parts.IRIS_RIGHT), ("left", parts.IRIS_LEFT)):
             out[f"iris_{side}"] = frames[f"eye_{side}"].to_local(xy[:, [iris[0]]])[:, 0]     # (F, 2)
     return out
+
+
+# The resting curve of the mouth seen from straight ahead (20th percentile of lip_sag_level over a clip, mouth
+# units, positive: the middle below the corners): mean and standard deviation over the public clips whose
+# subject rests (d0, d3, d9, d14, d18, d19: -1.65 to 2.36). A clip's own value is used within
+# REST_SAG_TRUSTED deviations of the mean; from there to REST_SAG_FAR it is blended into the mean, beyond it
+# replaced (s32, who smiles throughout, measures 6.08: 3.1 deviations).
+REST_SAG_MEAN, REST_SAG_SD = 1.05, 1.63
+REST_SAG_TRUSTED, REST_SAG_FAR = 2.0, 3.0
 
 
 @dataclass(frozen=True)
@@ -219,6 +232,14 @@ class Calibration:
         lips = (float(measures["lip_upper"].float().median()), float(measures["lip_lower"].float().median()))
         # A low percentile, like the resting lip gap: a subject may smile through much of a clip.
         mouth_sag = float(torch.quantile(measures["lip_sag"].float(), parts.REST_SAG_QUANTILE))
+        if "lip_sag_level" in measures:
+            # A subject who smiles through the whole clip has no resting mouth to find: their low percentile is
+            # a smile. It is trusted within the range of people's resting mouths (seen from straight ahead);
+            # beyond it, the resting curve moves toward the population's, all the way at REST_SAG_FAR.
+            level = float(torch.quantile(measures["lip_sag_level"].float(), parts.REST_SAG_QUANTILE))
+            z = abs(level - REST_SAG_MEAN) / REST_SAG_SD
+            prior = min(1.0, max(0.0, (z - REST_SAG_TRUSTED) / (REST_SAG_FAR - REST_SAG_TRUSTED)))
+            mouth_sag -= prior * (level - REST_SAG_MEAN)
         gaze_centre = None
         if "iris_right" in measures:
             gaze_centre = {side: tuple(float(v) for v in measures[f"iris_{side}"].float().median(0).values)
@@ -270,8 +291,12 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
     # Turned toward the image's right (positive yaw) hides the subject's left eye, and the other way round.
-    right = torch.where(yaw < -parts.FAR_EYE_YAW, left, right)
-    left = torch.where(yaw > parts.FAR_EYE_YAW, right, left)
+    # The far eye's lids are foreshortened and half hidden, so it reads more shut than it is: its closure is
+    # no evidence, but its openness is. Past the limit it reads at least as open as the near eye, so a blink
+    # (both shut) still shows, a far eye that only looks shut follows the near one, and a wink of the near
+    # eye (the far one reading open) still shows.
+    right = torch.where(yaw < -parts.FAR_EYE_YAW, torch.maximum(right, left), right)
+    left = torch.where(yaw > parts.FAR_EYE_YAW, torch.maximum(left, right), left)
     min_frames = 1 if len(right) == 1 else max(1, int(round(wink_min_s * fps)))
     mean = (right + left) / 2
     out_r, out_l = mean.clone(), mean.clone()
@@ -282,6 +307,10 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
         # side's cheek narrows the open eye too).
         held = (shut < parts.WINK_SHUT) & (other - shut > parts.WINK_GAP_HOLD)
         for a, b in _runs(held | clear):
+            if a > 0 and shut[a - 1] < parts.WINK_SHUT and other[a - 1] < parts.WINK_SHUT:
+                # It began as a blink (both eyes shut the frame before): one lid reopening later than the
+                # other is the blink's end, not a wink (common behind glasses).
+                continue
             for c, d in _runs(clear[a:b]):
                 if d - c >= min_frames:
                     out_shut[a:b] = 0.0
