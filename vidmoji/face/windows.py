@@ -135,6 +135,24 @@ def frontalize(mesh: torch.Tensor) -> torch.Tensor:
     return (m - centre) @ r.transpose(1, 2) + centre * torch.tensor([1.0, 1.0, 0.0], device=m.device)
 
 
+def unturned(mesh: torch.Tensor) -> torch.Tensor:
+    """The mesh with only the head's yaw taken out: (F, P, 3) points rotated about the camera's vertical axis
+    through their centre until the head faces the camera left-right, its nod and tilt kept. A (F, P, 2)
+    mesh is returned as it is."""
+    if mesh.shape[-1] < 3:
+        return mesh
+    m = mesh[..., :3].float()
+    centre = m[:, :468].mean(1, keepdim=True)
+    x = head_rotation(m)[:, 0]
+    yaw = torch.atan2(x[:, 2], x[:, 0])
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    zero, one = torch.zeros_like(c), torch.ones_like(c)
+    # Rotating by -yaw about y takes the head's x axis back into the image plane.
+    rot = torch.stack([torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1),
+                       torch.stack([-s, zero, c], -1)], 1)                          # (F, 3, 3), row vectors
+    return (m - centre) @ rot.transpose(1, 2) + centre * torch.tensor([1.0, 1.0, 0.0], device=m.device)
+
+
 def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-frame geometry the calibration needs, from (F, 468, >=2) mesh points.
 
@@ -142,13 +160,17 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     `brow_right`, `brow_left` (brow centre height in eye units, negative is up), `lip_gap` (inner lip
     gap as a share of the inter-ocular distance), `lip_upper`, `lip_lower` (lip thickness at the middle,
     in mouth units: mouth width = 100); with the irises (a 478-point mesh) also (F, 2) `iris_right`,
-    `iris_left`: the iris centre in eye units (x toward the image's right, y down). A 3-D mesh is measured frontalized (see `frontalize`).
+    `iris_left`: the iris centre in eye units (x toward the image's right, y down). The eyes and irises of a
+    3-D mesh are measured frontalized (`frontalize`), its brows and mouth with the yaw taken out (`unturned`);
+    `lip_sag_level` is the mouth's curve frontalized, for the calibration.
     """
     xy = frontalize(mesh)[..., :2]
     frames = local_frames(xy)
-    # Brows are measured as seen: their height above the eye is what the labels and the viewer judge, and
-    # frontalizing moved it with every nod.
-    seen = local_frames(mesh[..., :2])
+    # Brows and mouth are measured with the head's yaw taken out but its nod kept (`unturned`): a turned
+    # head bent a brow or the mouth's curve as seen, but frontalized, a nod moved the brows' height above
+    # the eyes and bent the mouth's curve into smiles and frowns, which the labels and the viewer do not see.
+    sxy = unturned(mesh)[..., :2]
+    seen = local_frames(sxy)
     out = {}
     for side, (_, lids, _, _) in _SIDES.items():
         local = frames[f"eye_{side}"].to_local(xy)
@@ -156,13 +178,11 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
         lower = local[:, [lo for _, lo in lids]]
         out[f"eye_{side}"] = (lower[..., 1] - upper[..., 1]).mean(1)
         # The brow's centre line (its ten points in pairs); its mean is the mean of all ten points.
-        centre = _brow_centre(seen[f"brow_{side}"].to_local(mesh[..., :2]), side)[..., 1]      # (F, 5)
+        centre = _brow_centre(seen[f"brow_{side}"].to_local(sxy), side)[..., 1]      # (F, 5)
         out[f"brow_{side}"] = centre.mean(1)
         out[f"brow_shape_{side}"] = centre - out[f"brow_{side}"][:, None]
-    # The mouth too is measured as seen: frontalized, a nod bent its curve into smiles and frowns.
-    sxy = mesh[..., :2]
     gap = (sxy[:, parts.INNER_LIP_MID[1]] - sxy[:, parts.INNER_LIP_MID[0]]).norm(dim=-1)
-    out["lip_gap"] = gap / inter_ocular(mesh).clamp_min(1e-6)
+    out["lip_gap"] = gap / inter_ocular(sxy).clamp_min(1e-6)
     mouth = seen["mouth"].to_local(sxy)[..., 1]
     out["lip_upper"] = mouth[:, parts.INNER_LIP_MID[0]] - mouth[:, _UPPER_OUTER_MID]
     out["lip_lower"] = mouth[:, _LOWER_OUTER_MID] - mouth[:, parts.INNER_LIP_MID[1]]
@@ -498,9 +518,9 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     frames = local_frames(xy)
     meas = measure(mesh)
     local = {slot: frames[slot].to_local(xy) for slot in parts.SLOTS}   # (F, 468, 2) per slot
-    seen_xy = mesh[..., :2].float()
+    seen_xy = unturned(mesh)[..., :2].float()
     seen = local_frames(seen_xy)
-    for slot in ("brow_right", "brow_left", "mouth"):                    # brows and mouth as seen (see measure)
+    for slot in ("brow_right", "brow_left", "mouth"):                    # brows and mouth unturned (see measure)
         local[slot] = seen[slot].to_local(seen_xy)
 
     for side in ("right", "left"):
