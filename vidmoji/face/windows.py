@@ -352,8 +352,11 @@ def gaze(measures: dict[str, torch.Tensor], calibration: Calibration, hold: bool
     centre = calibration.gaze_centre or {"right": (0.0, 0.0), "left": (0.0, 0.0)}
     out = torch.stack([(measures[f"iris_{side}"].float().cpu() - torch.tensor(centre[side])) / parts.GAZE_SCALE
                        for side in ("right", "left")], 1).clamp(-1.0, 1.0)
-    # Both eyes look the same way: each is drawn with their mean (one eye's iris can be half hidden).
-    out = out.mean(1, keepdim=True).expand(n, 2, 2).contiguous()
+    # Both eyes look the same way: each is drawn with their mean, weighted by how open each eye is (a shut
+    # or winking eye's iris is hidden and its iris point a guess).
+    w = torch.stack([eye_openness(measures, calibration, side).float().cpu() for side in ("right", "left")], 1)
+    w = w.clamp(0.0, 1.0) + 1e-3
+    out = ((out * w[..., None]).sum(1, keepdim=True) / w.sum(1)[:, None, None]).expand(n, 2, 2).contiguous()
     return _dead_band(out, parts.GAZE_DEAD_BAND) if hold and n > 1 else out
 
 
