@@ -236,7 +236,9 @@ class Calibration:
         The open eye is the median over plausibly open frames (above 70% of the 90th percentile): a
         high percentile alone would be a stare in an expressive clip. The resting lip gap is a low
         percentile capped at parts.REST_GAP_CAP, because a person talking or smiling through a whole clip
-        has no closed frame, and touching lips measure about 0 for everybody.
+        has no closed frame, and touching lips measure about 0 for everybody. The resting curve of the
+        mouth is a low percentile too, trusted within the range of people's resting mouths and moved
+        toward the population's beyond it (REST_SAG_MEAN), for a subject who smiles through the clip.
         """
         if len(measures["lip_gap"]) < 15:
             return cls.default()
