@@ -102,9 +102,8 @@ def main() -> None:
         for name in args.embedders.split(","):
             embedder = load_embedder(name, device)
             print(f"\nembedder {name}")
-            print(f"\nembedder {name}")
-        expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
-                                                for s in list_styles()}, device)
+            expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
+                                                    for s in list_styles()}, device)
         return
     print("| embedder | style | clip | " + " | ".join(f"{k if k == 'smile' else s} nearest | "
                                                     f"{k if k == 'smile' else s} smoothed" for s, k in COLUMNS)
@@ -129,6 +128,7 @@ def main() -> None:
                         cells.append(f"{a.accuracy:.3f} ({a.balanced:.2f})")
                 print(f"| {name} | {style_name} | {clip.split('__')[1]} | " + " | ".join(cells)
                       + f" | {still_rate(choices.rows, track.pts, lab):.2f} |")
+        print(f"\nembedder {name}")
         expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
                                             for s in list_styles()}, device)
 

@@ -137,6 +137,24 @@ def frontalize(mesh: torch.Tensor) -> torch.Tensor:
     return (m - centre) @ r.transpose(1, 2) + centre * torch.tensor([1.0, 1.0, 0.0], device=m.device)
 
 
+def unturned(mesh: torch.Tensor) -> torch.Tensor:
+    """The mesh with only the head's yaw taken out: (F, P, 3) points rotated about the camera's vertical axis
+    through their centre until the head faces the camera left-right, its nod and tilt kept. A (F, P, 2)
+    mesh is returned as it is."""
+    if mesh.shape[-1] < 3:
+        return mesh
+    m = mesh[..., :3].float()
+    centre = m[:, :468].mean(1, keepdim=True)
+    x = head_rotation(m)[:, 0]
+    yaw = torch.atan2(x[:, 2], x[:, 0])
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    zero, one = torch.zeros_like(c), torch.ones_like(c)
+    # Rotating by -yaw about y takes the head's x axis back into the image plane.
+    rot = torch.stack([torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1),
+                       torch.stack([-s, zero, c], -1)], 1)                          # (F, 3, 3), row vectors
+    return (m - centre) @ rot.transpose(1, 2) + centre * torch.tensor([1.0, 1.0, 0.0], device=m.device)
+
+
 def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-frame geometry the calibration needs, from (F, 468, >=2) mesh points.
 
@@ -144,13 +162,17 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     `brow_right`, `brow_left` (brow centre height in eye units, negative is up), `lip_gap` (inner lip
     gap as a share of the inter-ocular distance), `lip_upper`, `lip_lower` (lip thickness at the middle,
     in mouth units: mouth width = 100); with the irises (a 478-point mesh) also (F, 2) `iris_right`,
-    `iris_left`: the iris centre in eye units (x toward the image's right, y down). A 3-D mesh is measured frontalized (see `frontalize`).
+    `iris_left`: the iris centre in eye units (x toward the image's right, y down). The eyes and irises of a
+    3-D mesh are measured frontalized (`frontalize`), its brows and mouth with the yaw taken out (`unturned`);
+    `lip_sag_level` is the mouth's curve frontalized, for the calibration.
     """
     xy = frontalize(mesh)[..., :2]
     frames = local_frames(xy)
-    # Brows are measured as seen: their height above the eye is what the labels and the viewer judge, and
-    # frontalizing moved it with every nod.
-    seen = local_frames(mesh[..., :2])
+    # Brows and mouth are measured with the head's yaw taken out but its nod kept (`unturned`): a turned
+    # head bent a brow or the mouth's curve as seen, but frontalized, a nod moved the brows' height above
+    # the eyes and bent the mouth's curve into smiles and frowns, which the labels and the viewer do not see.
+    sxy = unturned(mesh)[..., :2]
+    seen = local_frames(sxy)
     out = {}
     for side, (_, lids, _, _) in _SIDES.items():
         local = frames[f"eye_{side}"].to_local(xy)
@@ -158,21 +180,32 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
         lower = local[:, [lo for _, lo in lids]]
         out[f"eye_{side}"] = (lower[..., 1] - upper[..., 1]).mean(1)
         # The brow's centre line (its ten points in pairs); its mean is the mean of all ten points.
-        centre = _brow_centre(seen[f"brow_{side}"].to_local(mesh[..., :2]), side)[..., 1]      # (F, 5)
+        centre = _brow_centre(seen[f"brow_{side}"].to_local(sxy), side)[..., 1]      # (F, 5)
         out[f"brow_{side}"] = centre.mean(1)
         out[f"brow_shape_{side}"] = centre - out[f"brow_{side}"][:, None]
-    # The mouth too is measured as seen: frontalized, a nod bent its curve into smiles and frowns.
-    sxy = mesh[..., :2]
     gap = (sxy[:, parts.INNER_LIP_MID[1]] - sxy[:, parts.INNER_LIP_MID[0]]).norm(dim=-1)
-    out["lip_gap"] = gap / inter_ocular(mesh).clamp_min(1e-6)
+    out["lip_gap"] = gap / inter_ocular(sxy).clamp_min(1e-6)
     mouth = seen["mouth"].to_local(sxy)[..., 1]
     out["lip_upper"] = mouth[:, parts.INNER_LIP_MID[0]] - mouth[:, _UPPER_OUTER_MID]
     out["lip_lower"] = mouth[:, _LOWER_OUTER_MID] - mouth[:, parts.INNER_LIP_MID[1]]
     out["lip_sag"] = (mouth[:, parts.INNER_LIP_MID[0]] + mouth[:, parts.INNER_LIP_MID[1]]) / 2
+    # The same curve seen from straight ahead (a nod tilts the mouth's corners, which sit about 27 mouth
+    # units behind its middle, up or down): what the calibration compares with other people's resting mouths.
+    level = frames["mouth"].to_local(xy)[..., 1]
+    out["lip_sag_level"] = (level[:, parts.INNER_LIP_MID[0]] + level[:, parts.INNER_LIP_MID[1]]) / 2
     if mesh.shape[1] >= parts.MESH_POINTS:
         for side, iris in (("right", parts.IRIS_RIGHT), ("left", parts.IRIS_LEFT)):
             out[f"iris_{side}"] = frames[f"eye_{side}"].to_local(xy[:, [iris[0]]])[:, 0]     # (F, 2)
     return out
+
+
+# The resting curve of the mouth seen from straight ahead (20th percentile of lip_sag_level over a clip, mouth
+# units, positive: the middle below the corners): mean and standard deviation over the public clips whose
+# subject rests (d0, d3, d9, d14, d18, d19: -1.65 to 2.36). A clip's own value is used within
+# REST_SAG_TRUSTED deviations of the mean; from there to REST_SAG_FAR it is blended into the mean, beyond it
+# replaced (s32, who smiles throughout, measures 6.08: 3.1 deviations).
+REST_SAG_MEAN, REST_SAG_SD = 1.05, 1.63
+REST_SAG_TRUSTED, REST_SAG_FAR = 2.0, 3.0
 
 
 @dataclass(frozen=True)
@@ -205,7 +238,9 @@ class Calibration:
         The open eye is the median over plausibly open frames (above 70% of the 90th percentile): a
         high percentile alone would be a stare in an expressive clip. The resting lip gap is a low
         percentile capped at parts.REST_GAP_CAP, because a person talking or smiling through a whole clip
-        has no closed frame, and touching lips measure about 0 for everybody.
+        has no closed frame, and touching lips measure about 0 for everybody. The resting curve of the
+        mouth is a low percentile too, trusted within the range of people's resting mouths and moved
+        toward the population's beyond it (REST_SAG_MEAN), for a subject who smiles through the clip.
         """
         if len(measures["lip_gap"]) < 15:
             return cls.default()
@@ -221,6 +256,14 @@ class Calibration:
         lips = (float(measures["lip_upper"].float().median()), float(measures["lip_lower"].float().median()))
         # A low percentile, like the resting lip gap: a subject may smile through much of a clip.
         mouth_sag = float(torch.quantile(measures["lip_sag"].float(), parts.REST_SAG_QUANTILE))
+        if "lip_sag_level" in measures:
+            # A subject who smiles through the whole clip has no resting mouth to find: their low percentile is
+            # a smile. It is trusted within the range of people's resting mouths (seen from straight ahead);
+            # beyond it, the resting curve moves toward the population's, all the way at REST_SAG_FAR.
+            level = float(torch.quantile(measures["lip_sag_level"].float(), parts.REST_SAG_QUANTILE))
+            z = abs(level - REST_SAG_MEAN) / REST_SAG_SD
+            prior = min(1.0, max(0.0, (z - REST_SAG_TRUSTED) / (REST_SAG_FAR - REST_SAG_TRUSTED)))
+            mouth_sag -= prior * (level - REST_SAG_MEAN)
         gaze_centre = None
         if "iris_right" in measures:
             gaze_centre = {side: tuple(float(v) for v in measures[f"iris_{side}"].float().median(0).values)
@@ -272,8 +315,12 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
     # Turned toward the image's right (positive yaw) hides the subject's left eye, and the other way round.
-    right = torch.where(yaw < -parts.FAR_EYE_YAW, left, right)
-    left = torch.where(yaw > parts.FAR_EYE_YAW, right, left)
+    # The far eye's lids are foreshortened and half hidden, so it reads more shut than it is: its closure is
+    # no evidence, but its openness is. Past the limit it reads at least as open as the near eye, so a blink
+    # (both shut) still shows, a far eye that only looks shut follows the near one, and a wink of the near
+    # eye (the far one reading open) still shows.
+    right = torch.where(yaw < -parts.FAR_EYE_YAW, torch.maximum(right, left), right)
+    left = torch.where(yaw > parts.FAR_EYE_YAW, torch.maximum(left, right), left)
     min_frames = 1 if len(right) == 1 else max(1, int(round(wink_min_s * fps)))
     mean = (right + left) / 2
     out_r, out_l = mean.clone(), mean.clone()
@@ -284,6 +331,10 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
         # side's cheek narrows the open eye too).
         held = (shut < parts.WINK_SHUT) & (other - shut > parts.WINK_GAP_HOLD)
         for a, b in _runs(held | clear):
+            if a > 0 and shut[a - 1] < parts.WINK_SHUT and other[a - 1] < parts.WINK_SHUT:
+                # It began as a blink (both eyes shut the frame before): one lid reopening later than the
+                # other is the blink's end, not a wink (common behind glasses).
+                continue
             for c, d in _runs(clear[a:b]):
                 if d - c >= min_frames:
                     out_shut[a:b] = 0.0
@@ -305,8 +356,11 @@ def gaze(measures: dict[str, torch.Tensor], calibration: Calibration, hold: bool
     centre = calibration.gaze_centre or {"right": (0.0, 0.0), "left": (0.0, 0.0)}
     out = torch.stack([(measures[f"iris_{side}"].float().cpu() - torch.tensor(centre[side])) / parts.GAZE_SCALE
                        for side in ("right", "left")], 1).clamp(-1.0, 1.0)
-    # Both eyes look the same way: each is drawn with their mean (one eye's iris can be half hidden).
-    out = out.mean(1, keepdim=True).expand(n, 2, 2).contiguous()
+    # Both eyes look the same way: each is drawn with their mean, weighted by how open each eye is (a shut
+    # or winking eye's iris is hidden and its iris point a guess).
+    w = torch.stack([eye_openness(measures, calibration, side).float().cpu() for side in ("right", "left")], 1)
+    w = w.clamp(0.0, 1.0) + 1e-3
+    out = ((out * w[..., None]).sum(1, keepdim=True) / w.sum(1)[:, None, None]).expand(n, 2, 2).contiguous()
     return _dead_band(out, parts.GAZE_DEAD_BAND) if hold and n > 1 else out
 
 
@@ -492,9 +546,9 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     frames = local_frames(xy)
     meas = measures if measures is not None else measure(mesh)
     local = {slot: frames[slot].to_local(xy) for slot in parts.SLOTS}   # (F, 468, 2) per slot
-    seen_xy = mesh[..., :2].float()
+    seen_xy = unturned(mesh)[..., :2].float()
     seen = local_frames(seen_xy)
-    for slot in ("brow_right", "brow_left", "mouth"):                    # brows and mouth as seen (see measure)
+    for slot in ("brow_right", "brow_left", "mouth"):                    # brows and mouth unturned (see measure)
         local[slot] = seen[slot].to_local(seen_xy)
 
     for side in ("right", "left"):
