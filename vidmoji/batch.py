@@ -158,14 +158,9 @@ def output_for(clip: Clip, options) -> Path:
 def _peak_rss_mb() -> float:
     """This process's peak resident memory: VmHWM where /proc has it (ru_maxrss of a process started by
     fork and exec also counts what the forked copy of its parent held before the exec), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    from vidmoji.models import status_mb
+    peak = status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes
 
 
 def _identify(source: Path, options: IdentifyOptions):

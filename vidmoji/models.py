@@ -147,13 +147,19 @@ def trim_heap() -> None:
         _libc.malloc_trim(0)
 
 
-def rss_mb() -> float | None:
-    """This process's resident memory now (VmRSS), in MB; None where /proc is not there."""
+def status_mb(field: str = "VmRSS") -> float | None:
+    """A memory figure of /proc/self/status in MB (VmRSS: resident now; VmHWM: peak resident); None where
+    /proc is not there."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (VmRSS), in MB; None where /proc is not there."""
+    return status_mb("VmRSS")
