@@ -299,3 +299,18 @@ def test_cli_writes_a_preset_sticker_and_a_pack(tmp_path):
     for e in pack["stickers"]:
         assert e["sticker"].endswith(".png") and e["still"].endswith("_still.png")
         assert read_alpha(tmp_path / "pack" / e["sticker"]).frames.shape[1:3] == (320, 320)
+
+
+def test_a_pack_written_again_replaces_the_earlier_one(tmp_path):
+    """`vidmoji stickers` run twice into the same folder (as `make demo` does when run again): the second
+    pack replaces the first, with nothing of the first left behind."""
+    d0 = str(clip("liveportrait__d0"))
+    pack = tmp_path / "pack"
+    for count in ("2", "1"):
+        r = _drive(tmp_path, {"stickers": ["stickers", d0, "--preset", "discord", "--count", count, "-o", str(pack),
+                                           "--device", "cpu"]})["stickers"]
+        assert r["exit_code"] == 0 and r["traceback"] is None, r
+    doc = json.loads((pack / "pack.json").read_text())
+    assert len(doc["stickers"]) == 1
+    named = {"pack.json"} | {e["sticker"] for e in doc["stickers"]} | {e["still"] for e in doc["stickers"]}
+    assert {p.name for p in pack.iterdir()} == named

@@ -520,7 +520,8 @@ def _pack_checks(output: Path, options, count: int) -> Preset:
         raise VidmojiError(f"cannot write {output}: a sticker pack is a folder (e.g. -o pack/)")
     if output.exists() and not (output / "pack.json").is_file() and any(output.iterdir()):
         raise VidmojiError(f"cannot write {output}: it exists and holds files that are not a sticker pack")
-    check_writable(output)
+    # the pack is built beside the folder and renamed onto it: an earlier pack there is replaced
+    check_writable(_temp_path_for(output) if output.is_dir() else output)
     return preset
 
 
