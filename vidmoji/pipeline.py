@@ -285,22 +285,23 @@ class OtherPeople:
         self._last: dict[int, tuple[np.ndarray, float]] = {}   # person -> (box, seconds last seen)
         self._samplers: dict[int, IdentitySampler] = {}
         self._next = 0
-        self.seconds = 0.0
+
+    @property
+    def seconds(self) -> float:
+        """Time spent sampling views, for the render's stage times."""
+        return sum(s.seconds for s in self._samplers.values())
 
     def offer(self, batch: FrameBatch, others: list[list[np.ndarray]]) -> None:
+        flat = [m for meshes in others for m in meshes]
+        yaws = iter(head_angles(torch.from_numpy(np.stack(flat)))["yaw"].numpy() if flat else ())  # once a batch
         for i, meshes in enumerate(others):
-            t = float(batch.pts_s[i])
-            ids = self._assign(meshes, t)
+            ids = self._assign(meshes, float(batch.pts_s[i]))
             self.ids.append(ids)
-            if not meshes:
-                continue
-            yaws = head_angles(torch.from_numpy(np.stack(meshes)))["yaw"].numpy()
-            for person, mesh, yaw in zip(ids, meshes, yaws):
+            for person, mesh in zip(ids, meshes):
+                yaw = float(next(yaws))
                 if person < OTHER_PEOPLE:
                     sampler = self._samplers.setdefault(person, IdentitySampler(limit=OTHER_VIEWS))
-                    sampler.offer(batch.index + i, batch.frames[i], mesh, float(yaw))
-                    self.seconds += sampler.seconds
-                    sampler.seconds = 0.0
+                    sampler.offer(batch.index + i, batch.frames[i], mesh, yaw)
 
     def _assign(self, meshes: list[np.ndarray], t: float) -> list[int]:
         boxes = [_mesh_box(m) for m in meshes]
@@ -760,10 +761,11 @@ def _gaze_at(choices: PartChoices, i: int) -> tuple[float, float] | None:
 def _layout_frame(frame, avatar, pose, reference, layout, composer, other_avatars, opacity) -> np.ndarray:
     """One output frame of the layout; `opacity` fades the main avatar only (other faces stay covered)."""
     if layout == "overlay":
-        out = frame
+        drawn = []
         for c, p, own in other_avatars:                  # each person in their own look (hair sets the cover)
             own = own or composer
-            out = overlay_frame(out, [(own.avatar(c), p)], face_cover=own.face_cover)
+            drawn.append((own.avatar(c), p, own.face_cover))
+        out = overlay_frame(frame, drawn) if drawn else frame
         if avatar is not None and pose is not None:
             out = overlay_frame(out, [(avatar, pose)], face_cover=composer.face_cover, opacity=opacity)
         return out

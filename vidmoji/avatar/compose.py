@@ -232,7 +232,7 @@ def avatar_rgba_frame(avatar: np.ndarray | None, pose: HeadPose | None, referenc
     return np.clip(warped + 0.5, 0, 255).astype(np.uint8)
 
 
-def overlay_frame(frame: np.ndarray, avatars: list[tuple[np.ndarray, HeadPose]],
+def overlay_frame(frame: np.ndarray, avatars: list[tuple],
                   face_cover: float = OVERLAY_FACE_COVER, opacity: float = 1.0) -> np.ndarray:
     """The `overlay` layout: each avatar drawn over its face in the original (H, W, 3) uint8 frame.
 
@@ -241,8 +241,8 @@ def overlay_frame(frame: np.ndarray, avatars: list[tuple[np.ndarray, HeadPose]],
     """
     out = frame.copy()
     h, w = frame.shape[:2]
-    for avatar, pose in avatars:
-        scale = face_cover * pose.iod / avatar.shape[0]
+    for avatar, pose, *own_cover in avatars:          # (avatar, pose[, its own face_cover])
+        scale = (own_cover[0] if own_cover else face_cover) * pose.iod / avatar.shape[0]
         _blend(out, _warp(avatar, pose.centre, scale, pose.roll, w, h), opacity)
     return out
 
