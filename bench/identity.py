@@ -1,10 +1,12 @@
 """Identity: agreement with ../shared/media/labels/identity.json per style, and its cost inside a render.
 
-    python bench/identity.py [--device auto|cpu|cuda] [--runs 3] [--styles flat,line,cute]
+    python bench/identity.py [--device auto|cpu|cuda] [--runs 3] [--styles flat,line,cute] [--face-px 64,96]
 
 1. For the 16 labelled public subjects (clips and photos) it measures each identity once, draws it in every
    style (the hair part is the style's own match) and prints per style how many subjects each timeline field
    gets right, and the mean signed skin error in palette steps (positive: too dark), then the misses.
+   With --face-px, the same again with every subject scaled down so that its face is that many pixels wide
+   (across the cheeks; as in low-resolution talk footage), once per width.
 2. On the 1280x720 clip (liveportrait__s32) it renders `runs` times and prints the I/O floor (decode + encode
    at the output size with PyAV), the render's time, and the identity stage (sampling views in pass 1 plus
    measuring them) as a share of the render: the issue's budget is 10%. Medians.
@@ -24,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import av  # noqa: E402
+import cv2  # noqa: E402
 import torch  # noqa: E402
 
 from vidmoji.avatar.index import load_indexes  # noqa: E402
@@ -39,16 +43,47 @@ MEDIA = ROOT.parent / "shared" / "media"
 CLIP = MEDIA / "video" / "liveportrait__s32.mp4"
 
 
-def agreement(styles: list[str], device: torch.device) -> None:
+def _scaled_copy(source: Path, scale: float, folder: Path) -> Path:
+    """The photo or clip at `scale` of its size (area-averaged, as a smaller camera would see it)."""
+    out = folder / f"{source.parent.name}_{source.stem}_{scale:.3f}{'.png' if source.suffix != '.mp4' else '.mp4'}"
+    if source.suffix != ".mp4":
+        cv2.imwrite(str(out), cv2.resize(cv2.imread(str(source)), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+        return out
+    with av.open(str(source)) as inp, av.open(str(out), "w") as dst:
+        src = inp.streams.video[0]
+        w, h = max(2, round(src.width * scale / 2) * 2), max(2, round(src.height * scale / 2) * 2)
+        stream = dst.add_stream("libx264", rate=src.average_rate or 30)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in inp.decode(video=0):
+            for packet in stream.encode(frame.reformat(w, h, "yuv420p", interpolation="AREA")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
+
+
+def agreement(styles: list[str], device: torch.device, face_px: list[float]) -> None:
     subjects = json.loads((MEDIA / "labels" / "identity.json").read_text())["subjects"]
-    measured = {}
+    sources = {}
     for key in subjects:
         folder, stem = key.split("/")
-        source = next((MEDIA / folder).glob(stem + ".*"))
-        measured[key] = measure_identity(track_faces(source, device).heads, device)
+        sources[key] = next((MEDIA / folder).glob(stem + ".*"))
+    measured = {key: measure_identity(track_faces(src, device).heads, device) for key, src in sources.items()}
+    _table(measured, subjects, styles, device, "")
+    with tempfile.TemporaryDirectory() as tmp:
+        for px in face_px:
+            small = {}
+            for key, src in sources.items():
+                scale = px / measured[key].measured["face_width_px"]
+                small_src = _scaled_copy(src, scale, Path(tmp)) if scale < 1 else src
+                small[key] = measure_identity(track_faces(small_src, device).heads, device)
+            _table(small, subjects, styles, device, f" scaled to faces {px:.0f} px wide")
+
+
+def _table(measured: dict, subjects: dict, styles: list[str], device: torch.device, what: str) -> None:
     embedder = load_embedder("ae", device, None)
     n = len(subjects)
-    print(f"identity against identity.json ({n} subjects), right of {n}:")
+    print(f"\nidentity against identity.json ({n} subjects{what}), right of {n}:")
     print(f"{'style':6s} " + " ".join(f"{f:>15s}" for f in IDENTITY_FIELDS) + f" {'skin bias':>10s}")
     misses = set()
     for name in styles:
@@ -85,12 +120,14 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--styles", default="flat,line,cute")
+    ap.add_argument("--face-px", default="", help="face widths in pixels to measure again at, e.g. 64,96")
     args = ap.parse_args()
     if not MEDIA.is_dir():
         sys.exit(f"benchmark media not found: {MEDIA}")
     warnings.simplefilter("ignore")
-    agreement(args.styles.split(","), choose_device(args.device))
-    cost(args.runs, args.device)
+    agreement(args.styles.split(","), choose_device(args.device), [float(v) for v in args.face_px.split(",") if v])
+    if args.runs > 0:
+        cost(args.runs, args.device)
 
 
 if __name__ == "__main__":

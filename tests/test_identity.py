@@ -104,6 +104,7 @@ def test_identify_writes_a_persona_that_render_keeps(tmp_path):
     r = run("identify", str(MEDIA / "image" / "liveportrait__d8.jpg"), "-o", str(persona))
     assert r.returncode == 0, r.stderr
     assert str(persona) in r.stdout and "glasses yes" in r.stdout
+    assert "too small to see glasses" not in r.stderr
     doc = json.loads(persona.read_text())
     assert doc["format"] == "vidmoji-persona" and doc["glasses"] is True and doc["hair"]["window"] is not None
 
@@ -125,6 +126,23 @@ def test_identify_writes_a_persona_that_render_keeps(tmp_path):
     ident = json.loads(timeline.read_text())["identity"]
     assert ident["glasses"] is False and ident["hair"]["length"] == "bald" and ident["hair"]["colour"] == "auburn"
     assert ident["facial_hair"] == "beard" and ident["skin"] == "dark"
+
+
+def test_a_face_too_small_for_glasses_says_so(tmp_path):
+    """d8 wears glasses; scaled to a fifth (a face about 45 px wide) their bridge is under a pixel: identify
+    says the face is too small rather than silently answering, and the persona records the face's width."""
+    import cv2
+    small = tmp_path / "d8_small.png"
+    image = cv2.imread(str(MEDIA / "image" / "liveportrait__d8.jpg"))
+    cv2.imwrite(str(small), cv2.resize(image, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA))
+    persona = tmp_path / "small.json"
+    r = run("identify", str(small), "-o", str(persona))
+    assert r.returncode == 0, r.stderr
+    assert "too small to see glasses" in r.stderr and "--glasses" in r.stderr
+    width = json.loads(persona.read_text())["measured"]["face_width_px"]
+    assert 30 < width < 64, width
+    r = run("identify", str(small), "-o", str(tmp_path / "told.json"), "--glasses")    # told: no note
+    assert r.returncode == 0 and "too small" not in r.stderr, r.stderr
 
 
 def test_bad_personas_get_one_line(tmp_path):

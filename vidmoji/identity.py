@@ -79,8 +79,9 @@ def _warp(frame: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray
 class HeadSample:
     """One view of the subject: the head crop (S, S, 3) uint8 RGB (black outside the frame) with the mesh
     in its pixels (P, 2) and where it lies inside the frame (S, S) bool; the detail crop (DETAIL_BOX at DETAIL_PPU) with the mesh in its pixels; the
-    frame's index, the head's yaw in degrees, and a coarse grid of the whole frame's pixels (N, 3) uint8
-    (the exposure estimate)."""
+    frame's index, the head's yaw in degrees, a coarse grid of the whole frame's pixels (N, 3) uint8
+    (the exposure estimate), and the frame pixels per face unit (the face's own resolution: a small face in
+    a low-resolution clip has few, and its crops are upsampled)."""
 
     crop: np.ndarray
     mesh: np.ndarray
@@ -90,6 +91,7 @@ class HeadSample:
     index: int
     yaw: float
     frame_pixels: np.ndarray
+    source_ppu: float = DETAIL_PPU
 
 
 def head_sample(index: int, frame: np.ndarray, mesh: np.ndarray, yaw: float = 0.0,
@@ -99,11 +101,12 @@ def head_sample(index: int, frame: np.ndarray, mesh: np.ndarray, yaw: float = 0.
     d = face_crop_matrix(mesh, DETAIL_BOX, DETAIL_PPU)
     detail_size = (round((DETAIL_BOX[2] - DETAIL_BOX[0]) * DETAIL_PPU), round((DETAIL_BOX[3] - DETAIL_BOX[1]) * DETAIL_PPU))
     step = max(1, min(frame.shape[:2]) // 90)
+    source_ppu = DETAIL_PPU / math.sqrt(abs(np.linalg.det(d[:, :2])))
     inside = cv2.warpAffine(np.full(frame.shape[:2], 255, np.uint8), m, (size, size), flags=cv2.INTER_NEAREST,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
     return HeadSample(_warp(frame, m, (size, size)), to_crop(mesh, m).astype(np.float32), inside,
                       _warp(frame, d, detail_size), to_crop(mesh, d).astype(np.float32), index, float(yaw),
-                      np.ascontiguousarray(frame[::step, ::step].reshape(-1, 3)))
+                      np.ascontiguousarray(frame[::step, ::step].reshape(-1, 3)), source_ppu)
 
 
 class IdentitySampler:
@@ -248,6 +251,10 @@ def skin_tone(lab: np.ndarray) -> str:
 # cheeks' typical response under the eyes. Bare faces measured 1.8-6.4 on the public clips, glasses 22-46.
 GLASSES_LINE = 12.0
 GLASSES_SHARE = 0.5       # glasses are worn when this share of the views show them
+# Below this face width (frame pixels across the cheeks, 100 face units) a frame's bridge is thinner than a
+# pixel: the public subjects scaled down (bench/identity.py --face-px) kept all 16 glasses answers at faces
+# 70-82 px wide and missed every pair of glasses at 47-55 px. Such a face gets a note, not a silent guess.
+SMALL_FACE_PX = 64.0
 
 
 def glasses_score(sample: HeadSample) -> float:
@@ -552,7 +559,7 @@ def measure_identity(samples: list[HeadSample], device: torch.device | str = "cp
     colour_m = np.median(colours, 0) if colours else None
     share = float(np.mean(np.array(glasses) > GLASSES_LINE))
     measured = {
-        "views": len(samples),
+        "views": len(samples), "face_width_px": float(np.median([s.source_ppu * 100.0 for s in samples])),
         "skin_lab": skin_m, "skin_ita": ita(skin_m) if skin_m is not None else None,
         "hair_bald_share": float(np.mean(bald)), "hair_zones": {"ear": length_m[0], "jaw": length_m[1],
                                                                  "shoulder": length_m[2]},
@@ -570,6 +577,15 @@ def measure_identity(samples: list[HeadSample], device: torch.device | str = "cp
         hair_window=None if is_bald else hair_window(masks),
         measured=_round(measured),
     )
+
+
+def identity_notes(identity: Identity) -> list[str]:
+    """What a user should know about a measured identity: a face too small to see glasses on."""
+    width = (identity.measured or {}).get("face_width_px")
+    if width is not None and width < SMALL_FACE_PX:
+        return [f"note: the face is only {width:.0f} px wide (under {SMALL_FACE_PX:.0f}), too small to see glasses "
+                "reliably: say so with --glasses or --no-glasses, or a persona"]
+    return []
 
 
 # --- overrides, personas, and a style's parts ---------------------------------------------------------------

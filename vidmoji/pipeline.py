@@ -46,7 +46,7 @@ from vidmoji.face.mesh import INPUT_SIZE as MESH_INPUT
 from vidmoji.face.parse import colorize, mesh_label_map
 from vidmoji.identity import (DEFAULT_IDENTITY, Identity, IdentityOverrides, IdentitySampler, apply_overrides, check_overrides,
                               choose_hair,
-                              identity_timeline, measure_identity, persona_json, read_persona)
+                              identity_notes, identity_timeline, measure_identity, persona_json, read_persona)
 from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, head_angles, measure, part_rgb_crops,
                                   part_windows)
 from vidmoji.face.windows import gaze as gaze_of
@@ -633,6 +633,9 @@ def prepare(source: Path, options: RenderOptions, start: float | None = None) ->
 
     identity = subject_identity(track, device, persona, IdentityOverrides(**{**vars(options.identity),
                                                                              "skin": options.skin}))
+    if persona is None and options.identity.glasses is None:
+        for note in identity_notes(identity):
+            log(note)
     look, hair_part = subject_look(identity, style, indexes, embedder, device)
     others = {}
     for person, views in track.other_heads.items():     # overlay: each other person as they are measured
@@ -948,6 +951,9 @@ def identify_media(source: Path, output: Path | None, device: str = "auto",
         track = track_faces(source, dev, None, progress)
     _require_a_face(track, source)
     identity = subject_identity(track, dev, None, overrides)
+    if overrides.glasses is None:
+        for note in identity_notes(identity):
+            log(note)
     write_text_atomic(output, json.dumps(persona_json(identity, source.name), indent=1))
     return IdentifyResult(identity, (output,), time.perf_counter() - start)
 
