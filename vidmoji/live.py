@@ -52,6 +52,12 @@ from vidmoji.video import (IMAGE_SUFFIXES, DecodeStats, MediaError, VideoWriter,
 LIVE_SMOOTHERS = ("viterbi", "none")
 MAX_LAG = 2
 LIVE_TORCH_THREADS = 1
+# The frame path in two stages on two threads: the face stage (locate, mesh, iris: FaceStage.run) of frame
+# N+1 in a thread of its own while the rest (measure, eyes, windows, embed, search, smooth, compose) runs on
+# frame N; the networks release the GIL inside their ops. One frame at most waits between the two stages
+# (the face stage waits for the second to take it), so a slow second stage backs up into the source's
+# mailbox, where the waiting frame is replaced and counted as dropped: nothing queues. 1: one thread.
+LIVE_STAGES = 2
 # The detector runs only when the tracked face is lost (its mesh's presence under 0.5), as MediaPipe's live
 # face mesh graph does with one face: the mesh's own points give the next frame's crop. A detection costs
 # 40-90 ms on a 1280x720 frame here (render's every 16 frames made one frame in 16 two or three frames
@@ -104,6 +110,7 @@ class LiveOptions:
     templates: Path | None = None
     device: str = "auto"
     show_status: bool = True
+    stages: int = LIVE_STAGES            # 2: the face stage in a thread of its own; 1: all in one thread
 
 
 @dataclass(frozen=True)
@@ -875,21 +882,32 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     tty = sys.stderr.isatty()
     every = _STATUS_EVERY_S if tty else _STATUS_EVERY_S_NOT_TTY
     next_status = time.perf_counter() + every
+    faces = _FaceThread(source, path) if options.stages > 1 else None
+    inbox = faces.mailbox if faces is not None else source.mailbox
     source.start()
+    if faces is not None:
+        faces.start()
     counters.started = time.perf_counter()
     cpu = time.process_time()
     stopped, expected = "", True
     try:
         while True:
-            item = source.mailbox.get()
+            item = inbox.get()
             if item is None:
                 continue
+            if isinstance(item, _Failed):
+                raise item.error
             if isinstance(item, _Ended):
                 stopped, expected = item.reason, item.expected
                 _emit(path.push(None), sinks, counters)
                 break
             counters.read += 1
-            _emit(path.push(item), sinks, counters)
+            if faces is None:
+                _emit(path.push(item), sinks, counters)
+            else:
+                wall, cpu = time.perf_counter(), time.thread_time()
+                _emit(path.push_found(*item), sinks, counters)
+                faces.finished(time.perf_counter() - wall, time.thread_time() - cpu)
             now = time.perf_counter()
             if options.show_status and now >= next_status:
                 next_status = now + every
@@ -907,9 +925,106 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     finally:
         counters.cpu_s = time.process_time() - cpu
         source.stop()
+        if faces is not None:
+            faces.stop()
         if options.show_status and tty:
             sys.stderr.write("\n")
     return stopped, expected
+
+
+@dataclass
+class _Failed:
+    """The face stage's thread stopped on an error, raised again in the frame path's thread."""
+
+    error: BaseException
+
+
+class _FaceThread:
+    """The first stage of the frame path (FaceStage.run: locate, mesh, iris) in a thread of its own, one
+    frame ahead of the rest: it takes the newest frame from the source's mailbox and hands (arrival, the face
+    stage's result) to the second stage through a mailbox of one that waits rather than drops, so that when
+    the second stage is slow the frame waiting in the source's mailbox is the one replaced and counted.
+
+    Overlapping the stages pays only with a core free for each: on a CPU that other programs keep busy
+    the two threads share one core's worth of time, each stage takes twice as long and a frame's latency
+    doubles for no more frames out. So the thread overlaps (takes the next frame as soon as the second stage
+    has taken the last) only while that works: when the stages' wall-clock time over the last half second
+    is more than STARVED times their CPU time it goes serial (takes the next frame once the second stage has
+    finished the last: one thread's latency), and tries overlapping again after a back-off (2 s, doubling to
+    16 s) if serial cannot keep up with the source's frame rate."""
+
+    STARVED = 1.5
+    WINDOW = 15
+
+    def __init__(self, source: LiveSource, path: LivePath):
+        self.source, self.path = source, path
+        self.mailbox = Mailbox(drop=False)
+        self.overlap = True
+        self.switches = 0
+        self._period = 1.0 / max(source.fps, 1e-3)
+        self._stop = threading.Event()
+        self._gate = threading.Condition()
+        self._handed = self._finished = 0
+        self._face_times: deque = deque(maxlen=self.WINDOW)     # (wall, cpu) of FaceStage.run
+        self._rest_times: deque = deque(maxlen=self.WINDOW)     # (wall, cpu) of the second stage
+        self._backoff, self._retry_at = 2.0, 0.0
+        self._thread = threading.Thread(target=self._run, name="vidmoji-live-faces", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        with self._gate:
+            self._gate.notify_all()
+        self._thread.join(timeout=5)
+
+    def finished(self, wall: float, cpu: float) -> None:
+        """The second stage is done with a frame (its wall-clock and CPU seconds); choose the mode."""
+        self._rest_times.append((wall, cpu))
+        if len(self._rest_times) == self.WINDOW and len(self._face_times) == self.WINDOW:
+            now = time.perf_counter()
+            a, b = np.asarray(self._face_times), np.asarray(self._rest_times)
+            if self.overlap:
+                starved = (a[:, 0] + b[:, 0]).sum() > self.STARVED * (a[:, 1] + b[:, 1]).sum()
+                if starved:
+                    self._switch(False)
+                    self._retry_at = now + self._backoff
+                    self._backoff = min(2 * self._backoff, 16.0)
+            elif now >= self._retry_at and np.median(a[:, 0] + b[:, 0]) > self._period:
+                self._switch(True)
+        with self._gate:
+            self._finished += 1
+            self._gate.notify_all()
+
+    def _switch(self, overlap: bool) -> None:
+        self.overlap, self.switches = overlap, self.switches + 1
+        self._face_times.clear()
+        self._rest_times.clear()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                # Take a frame only once the second stage has taken the last one (overlapping) or finished
+                # it (serial): a frame finished early would wait, old, while the source holds a newer one.
+                self.mailbox.wait_room()
+                with self._gate:
+                    while not self.overlap and self._finished < self._handed and not self._stop.is_set():
+                        self._gate.wait(0.1)
+                item = self.source.mailbox.get()
+                if item is None:
+                    continue
+                if isinstance(item, _Ended):
+                    self.mailbox.finish(item)
+                    return
+                wall, cpu = time.perf_counter(), time.thread_time()
+                found = self.path.stage.run(item.frame[None])
+                self._face_times.append((time.perf_counter() - wall, time.thread_time() - cpu))
+                self._handed += 1
+                self.mailbox.put((item, found))
+        except BaseException as exc:  # handed to the frame path's thread, which raises it
+            self.mailbox.finish(_Failed(exc))
 
 
 def _emit(decided: list, sinks: list, counters: _Counters) -> None:
