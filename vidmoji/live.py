@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import platform
 import re
 import sys
@@ -547,6 +548,7 @@ class LiveAvatarComposer(AvatarComposer):
         self._lock = threading.Lock()
         self._shown: tuple[float, float] = (0.0, 0.0)
         self._shown_parts: dict[str, str] = {}          # slot -> the part last shown
+        self._threads: list[threading.Thread] = []      # drawing in the background
 
     def warm(self, part_ids=None) -> "LiveAvatarComposer":
         """Draw the layers of `part_ids` (None: every part of the expression slots) and of the look.
@@ -587,7 +589,9 @@ class LiveAvatarComposer(AvatarComposer):
             for p in choice:
                 self._shown_parts[self._parts[p].slot] = p
         if new:
-            threading.Thread(target=self._draw, args=(new,), daemon=True, name="vidmoji-layers").start()
+            thread = threading.Thread(target=self._draw, args=(new,), daemon=True, name="vidmoji-layers")
+            thread.start()
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         if not missing:
             self._shown = want
         elif not all((p, self._shown) in self._ready for p in pupils):
@@ -661,6 +665,7 @@ class LivePath:
         self._face_frames = 0
         self.composer = FrameComposer(LiveAvatarComposer(self.style, self.skin, options.size, look).warm(),
                                       options.layout)
+        self._first_composer, self._identity_thread = self.composer.composer, None
         self._warm_models()
         self._meshes: deque = deque(maxlen=max(1, int(_REFERENCE_S * fps)))
         self.pending: deque[_Pending] = deque()
@@ -749,7 +754,19 @@ class LivePath:
         self._views.offer(self._face_frames, frame, mesh, yaw)
         if self._face_frames >= IDENTITY_S * self.fps:
             views, self._views = self._views.samples, None
-            threading.Thread(target=self._settle_identity, args=(views,), daemon=True, name="vidmoji-identity").start()
+            self._identity_thread = threading.Thread(target=self._settle_identity, args=(views,), daemon=True,
+                                                     name="vidmoji-identity")
+            self._identity_thread.start()
+
+    def close(self) -> None:
+        """Wait for the work started beside the frame path (the identity, layers drawn ahead): a thread
+        still inside torch or cairo when the interpreter exits aborts the process ("FATAL: exception not
+        rethrown"), which a short file or an early Ctrl-C made likely."""
+        if self._identity_thread is not None:
+            self._identity_thread.join()
+        for composer in {id(c): c for c in (self._first_composer, self.composer.composer)}.values():
+            for thread in getattr(composer, "_threads", ()):
+                thread.join()
 
     def _settle_identity(self, views) -> None:
         """Measure the subject's identity, draw the parts in its skin and look, then swap them in."""
@@ -800,14 +817,18 @@ def _status_line(counters: _Counters, dropped: int) -> str:
 def live_media(options: LiveOptions) -> LiveResult:
     """Run the avatar live from `options.source` until it ends, breaks or Ctrl-C; see the module docstring."""
     _check_options(options)
-    threads = torch.get_num_threads()
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     # One thread for the models: the source's decoding and the sinks' encoding run beside them, and on a
-    # small shared CPU two model threads waiting on each other cost a frame's time many times over.
+    # small shared CPU two model threads waiting on each other cost a frame's time many times over. The
+    # same for OpenCV's compositing (warp, blend): its second thread would wait for a core the other
+    # stage holds.
     torch.set_num_threads(LIVE_TORCH_THREADS)
+    cv2.setNumThreads(1)
     try:
         return _live(options)
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
 
 
 def _live(options: LiveOptions) -> LiveResult:
@@ -838,7 +859,10 @@ def _live(options: LiveOptions) -> LiveResult:
             sink.abort()
         source.stop()
         raise
-    stopped, expected = _run(source, path, sinks, counters, options)
+    try:
+        stopped, expected = _run(source, path, sinks, counters, options)
+    finally:
+        path.close()
     if counters.out == 0 and not source.dropped:
         for sink in sinks:
             sink.abort()
@@ -955,10 +979,12 @@ class _FaceThread:
     has taken the last) only while that works: when the stages' wall-clock time over the last half second
     is more than STARVED times their CPU time it goes serial (takes the next frame once the second stage has
     finished the last: one thread's latency), and tries overlapping again after a back-off (2 s, doubling to
-    16 s) if serial cannot keep up with the source's frame rate."""
+    16 s) if serial cannot keep up with the source's frame rate and the machine has left IDLE_TO_OVERLAP
+    cores idle meanwhile."""
 
     STARVED = 1.5
     WINDOW = 15
+    IDLE_TO_OVERLAP = 0.6     # cores left idle (Linux's /proc/stat) for serial to try overlapping again
 
     def __init__(self, source: LiveSource, path: LivePath):
         self.source, self.path = source, path
@@ -997,13 +1023,32 @@ class _FaceThread:
                     self._retry_at = now + self._backoff
                     self._backoff = min(2 * self._backoff, 16.0)
             elif now >= self._retry_at and np.median(a[:, 0] + b[:, 0]) > self._period:
-                self._switch(True)
+                idle = self._idle_cores()
+                if idle is None or idle >= self.IDLE_TO_OVERLAP:
+                    self._switch(True)
+                else:
+                    self._retry_at = now + 0.5
         with self._gate:
             self._finished += 1
             self._gate.notify_all()
 
+    def _idle_cores(self) -> float | None:
+        """Cores the whole machine left idle since the last call (None where /proc/stat is not there)."""
+        try:
+            with open("/proc/stat") as f:
+                fields = [float(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle, total = fields[3] + (fields[4] if len(fields) > 4 else 0.0), sum(fields)
+        last, self._cpu_stat = getattr(self, "_cpu_stat", None), (idle, total)
+        if last is None or total <= last[1]:
+            return None if last is None else 0.0
+        return (idle - last[0]) / (total - last[1]) * (os.cpu_count() or 1)
+
     def _switch(self, overlap: bool) -> None:
         self.overlap, self.switches = overlap, self.switches + 1
+        if not overlap:
+            self._idle_cores()        # the idle time counts from here
         self._face_times.clear()
         self._rest_times.clear()
 
