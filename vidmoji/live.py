@@ -17,6 +17,7 @@ import http.server
 import json
 import os
 import platform
+import queue
 import re
 import sys
 import threading
@@ -33,7 +34,7 @@ import torch
 from vidmoji import parts
 from vidmoji.avatar.compose import AvatarComposer, head_pose
 from vidmoji.avatar.index import load_indexes
-from vidmoji.avatar.templates import has_pupils, load_style, quantize_gaze
+from vidmoji.avatar.templates import load_style, quantize_gaze
 from vidmoji.device import choose_device
 from vidmoji.embed.registry import load_embedder
 from vidmoji.errors import VidmojiError
@@ -548,7 +549,8 @@ class LiveAvatarComposer(AvatarComposer):
         self._lock = threading.Lock()
         self._shown: tuple[float, float] = (0.0, 0.0)
         self._shown_parts: dict[str, str] = {}          # slot -> the part last shown
-        self._threads: list[threading.Thread] = []      # drawing in the background
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()   # layers to draw in the background
+        self._worker: threading.Thread | None = None
 
     def warm(self, part_ids=None) -> "LiveAvatarComposer":
         """Draw the layers of `part_ids` (None: every part of the expression slots) and of the look.
@@ -581,7 +583,7 @@ class LiveAvatarComposer(AvatarComposer):
                 with self._lock:
                     self._ready.add((p, straight))
         choice = tuple(stand_in.get(p) or p for p in choice)
-        pupils = [p for p in choice if has_pupils(self._parts[p])]
+        pupils = [p for p in choice if self.has_pupils(p)]
         with self._lock:
             missing = [(p, want) for p in pupils if (p, want) not in self._ready]
             new = [key for key in later + missing if key not in self._drawing and key not in self._ready]
@@ -589,14 +591,25 @@ class LiveAvatarComposer(AvatarComposer):
             for p in choice:
                 self._shown_parts[self._parts[p].slot] = p
         if new:
-            thread = threading.Thread(target=self._draw, args=(new,), daemon=True, name="vidmoji-layers")
-            thread.start()
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            if self._worker is None:   # one drawing thread, started once (a thread per batch cost 5 ms to start)
+                self._worker = threading.Thread(target=self._drawer, daemon=True, name="vidmoji-layers")
+                self._worker.start()
+            self._queue.put(new)
         if not missing:
             self._shown = want
         elif not all((p, self._shown) in self._ready for p in pupils):
             self._shown = (0.0, 0.0)
         return self._avatar(choice, self._shown)
+
+    def close(self) -> None:
+        """Wait for the layers asked for to be drawn, and stop the drawing thread."""
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+
+    def _drawer(self) -> None:
+        while (keys := self._queue.get()) is not None:
+            self._draw(keys)
 
     def _draw(self, keys) -> None:
         for part_id, gaze in keys:
@@ -765,8 +778,7 @@ class LivePath:
         if self._identity_thread is not None:
             self._identity_thread.join()
         for composer in {id(c): c for c in (self._first_composer, self.composer.composer)}.values():
-            for thread in getattr(composer, "_threads", ()):
-                thread.join()
+            composer.close()
 
     def _settle_identity(self, views) -> None:
         """Measure the subject's identity, draw the parts in its skin and look, then swap them in."""
