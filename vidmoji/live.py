@@ -945,9 +945,9 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
             if faces is None:
                 _emit(path.push(item), sinks, counters)
             else:
-                wall, cpu = time.perf_counter(), time.thread_time()
+                began, began_cpu = time.perf_counter(), time.thread_time()
                 _emit(path.push_found(*item), sinks, counters)
-                faces.finished(time.perf_counter() - wall, time.thread_time() - cpu)
+                faces.finished(time.perf_counter() - began, time.thread_time() - began_cpu)
             now = time.perf_counter()
             if options.show_status and now >= next_status:
                 next_status = now + every
