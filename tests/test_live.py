@@ -244,9 +244,19 @@ def test_online_calibration_starts_from_population_values_and_converges(face_tra
     assert after.gaze_centre is not None
 
 
-def test_two_stages_decide_every_frame_as_one_thread_does(tmp_path):
+@pytest.mark.parametrize("switching", [False, True])
+def test_two_stages_decide_every_frame_as_one_thread_does(tmp_path, monkeypatch, switching):
     """The face stage in its own thread (stages=2) hands the same frames, in order, to the rest of the frame
-    path as one thread does: read whole (nothing dropped), the two timelines are the same frame for frame."""
+    path as one thread does: read whole (nothing dropped), the two timelines are the same frame for frame;
+    also while it goes serial and back (forced here: always 'starved', any idle time enough to overlap)."""
+    import vidmoji.live as live
+    threads = []
+    if switching:
+        monkeypatch.setattr(live._FaceThread, "STARVED", 0.0)
+        monkeypatch.setattr(live._FaceThread, "WINDOW", 3)
+        monkeypatch.setattr(live._FaceThread, "IDLE_TO_OVERLAP", 0.0)
+        start = live._FaceThread.start
+        monkeypatch.setattr(live._FaceThread, "start", lambda self: (threads.append(self), start(self))[1])
     docs = {}
     for stages in (1, 2):
         tl = tmp_path / f"timeline{stages}.json"
@@ -256,6 +266,8 @@ def test_two_stages_decide_every_frame_as_one_thread_does(tmp_path):
         docs[stages] = json.loads(tl.read_text())["frames"]
     assert len(docs[1]) == len(docs[2]) == len(_source_times("liveportrait__d0"))
     assert docs[1] == docs[2]
+    if switching:
+        assert len(threads) == 1 and threads[0].switches >= 1
 
 
 def test_warmed_parts_are_not_drawn_again_in_the_frame_path():

@@ -923,7 +923,6 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     every = _STATUS_EVERY_S if tty else _STATUS_EVERY_S_NOT_TTY
     next_status = time.perf_counter() + every
     faces = _FaceThread(source, path) if options.stages > 1 else None
-    inbox = faces.mailbox if faces is not None else source.mailbox
     source.start()
     if faces is not None:
         faces.start()
@@ -932,7 +931,7 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     stopped, expected = "", True
     try:
         while True:
-            item = inbox.get()
+            item = faces.next_item() if faces is not None else source.mailbox.get()
             if item is None:
                 continue
             if isinstance(item, _Failed):
@@ -942,11 +941,11 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
                 _emit(path.push(None), sinks, counters)
                 break
             counters.read += 1
-            if faces is None:
-                _emit(path.push(item), sinks, counters)
-            else:
-                began, began_cpu = time.perf_counter(), time.thread_time()
-                _emit(path.push_found(*item), sinks, counters)
+            began, began_cpu = time.perf_counter(), time.thread_time()
+            # A frame straight from the source (one thread, or serial) goes through the whole frame path
+            # here; one from the face stage's thread through the rest of it.
+            _emit(path.push(item) if isinstance(item, Arrival) else path.push_found(*item), sinks, counters)
+            if faces is not None:
                 faces.finished(time.perf_counter() - began, time.thread_time() - began_cpu)
             now = time.perf_counter()
             if options.show_status and now >= next_status:
@@ -979,37 +978,43 @@ class _Failed:
     error: BaseException
 
 
+class _Serial:
+    """The face stage's thread has stopped taking frames: the frame path's thread reads the source itself."""
+
+
 class _FaceThread:
     """The first stage of the frame path (FaceStage.run: locate, mesh, iris) in a thread of its own, one
-    frame ahead of the rest: it takes the newest frame from the source's mailbox and hands (arrival, the face
-    stage's result) to the second stage through a mailbox of one that waits rather than drops, so that when
-    the second stage is slow the frame waiting in the source's mailbox is the one replaced and counted.
+    frame ahead of the rest: it takes the newest frame from the source's mailbox once the second stage has
+    taken the last one, and hands (arrival, the face stage's result) over through a mailbox of one that
+    waits rather than drops, so that when the second stage is slow the frame waiting in the source's mailbox
+    is the one replaced and counted.
 
     Overlapping the stages pays only with a core free for each: on a CPU that other programs keep busy
-    the two threads share one core's worth of time, each stage takes twice as long and a frame's latency
-    doubles for no more frames out. So the thread overlaps (takes the next frame as soon as the second stage
-    has taken the last) only while that works: when the stages' wall-clock time over the last half second
-    is more than STARVED times their CPU time it goes serial (takes the next frame once the second stage has
-    finished the last: one thread's latency), and tries overlapping again after a back-off (2 s, doubling to
-    16 s) if serial cannot keep up with the source's frame rate and the machine has left IDLE_TO_OVERLAP
-    cores idle meanwhile."""
+    the two threads share one core's worth of time, each stage takes twice as long, and every hand-over
+    waits for the other thread to be scheduled, so a frame's latency grows for no more frames out. So the
+    overlap lasts only while it works: when the stages' wall-clock time over the last half second is more
+    than STARVED times their CPU time, this thread parks (its last frames handed over, then a _Serial) and
+    the frame path's thread reads the source and runs the whole frame path itself, as with one thread; it
+    overlaps again after a back-off (2 s, doubling to 16 s) when serial cannot keep up with the source's
+    frame rate and the machine has left IDLE_TO_OVERLAP cores idle meanwhile (Linux's /proc/stat)."""
 
     STARVED = 1.5
     WINDOW = 15
-    IDLE_TO_OVERLAP = 0.6     # cores left idle (Linux's /proc/stat) for serial to try overlapping again
+    IDLE_TO_OVERLAP = 0.6
 
     def __init__(self, source: LiveSource, path: LivePath):
         self.source, self.path = source, path
         self.mailbox = Mailbox(drop=False)
-        self.overlap = True
+        self.overlap = True            # the frame path's thread reads from this thread (else the source)
         self.switches = 0
+        self._want_overlap = True      # what the frame path's thread asked this thread for
         self._period = 1.0 / max(source.fps, 1e-3)
         self._stop = threading.Event()
         self._gate = threading.Condition()
-        self._handed = self._finished = 0
         self._face_times: deque = deque(maxlen=self.WINDOW)     # (wall, cpu) of FaceStage.run
-        self._rest_times: deque = deque(maxlen=self.WINDOW)     # (wall, cpu) of the second stage
+        self._rest_times: deque = deque(maxlen=self.WINDOW)     # (wall, cpu) of the rest, or of it all
         self._backoff, self._retry_at = 2.0, 0.0
+        self._cpu_stat: tuple[float, float] | None = None
         self._thread = threading.Thread(target=self._run, name="vidmoji-live-faces", daemon=True)
 
     def start(self) -> None:
@@ -1022,27 +1027,42 @@ class _FaceThread:
             self._gate.notify_all()
         self._thread.join(timeout=5)
 
+    def next_item(self):
+        """For the frame path's thread: (arrival, found) from this thread while overlapping, else the
+        source's next item (an Arrival to run the whole frame path on); an end, a failure or None."""
+        while self.overlap:
+            item = self.mailbox.get()
+            if not isinstance(item, _Serial):
+                return item
+            self.overlap = False
+            self._rest_times.clear()       # from now on, the whole frame path's times
+        return self.source.mailbox.get()
+
     def finished(self, wall: float, cpu: float) -> None:
-        """The second stage is done with a frame (its wall-clock and CPU seconds); choose the mode."""
+        """The frame path's thread is done with a frame (its wall-clock and CPU seconds): choose the mode."""
         self._rest_times.append((wall, cpu))
-        if len(self._rest_times) == self.WINDOW and len(self._face_times) == self.WINDOW:
-            now = time.perf_counter()
-            a, b = np.asarray(self._face_times), np.asarray(self._rest_times)
-            if self.overlap:
-                starved = (a[:, 0] + b[:, 0]).sum() > self.STARVED * (a[:, 1] + b[:, 1]).sum()
-                if starved:
-                    self._switch(False)
+        now = time.perf_counter()
+        if self.overlap:
+            if self._want_overlap and len(self._rest_times) == self.WINDOW and len(self._face_times) == self.WINDOW:
+                a, b = np.asarray(list(self._face_times)), np.asarray(list(self._rest_times))
+                if (a[:, 0] + b[:, 0]).sum() > self.STARVED * (a[:, 1] + b[:, 1]).sum():
+                    self._want_overlap = False          # this thread hands over what it holds, then parks
                     self._retry_at = now + self._backoff
                     self._backoff = min(2 * self._backoff, 16.0)
-            elif now >= self._retry_at and np.median(a[:, 0] + b[:, 0]) > self._period:
-                idle = self._idle_cores()
-                if idle is None or idle >= self.IDLE_TO_OVERLAP:
-                    self._switch(True)
-                else:
-                    self._retry_at = now + 0.5
-        with self._gate:
-            self._finished += 1
-            self._gate.notify_all()
+                    self._idle_cores()                  # the idle time counts from here
+                    self.switches += 1
+        elif (len(self._rest_times) == self.WINDOW and now >= self._retry_at
+              and np.median(np.asarray(self._rest_times)[:, 0]) > self._period):
+            idle = self._idle_cores()
+            if idle is None or idle >= self.IDLE_TO_OVERLAP:
+                self._face_times.clear()
+                self._rest_times.clear()
+                self.overlap = self._want_overlap = True
+                self.switches += 1
+                with self._gate:
+                    self._gate.notify_all()
+            else:
+                self._retry_at = now + 0.5
 
     def _idle_cores(self) -> float | None:
         """Cores the whole machine left idle since the last call (None where /proc/stat is not there)."""
@@ -1052,27 +1072,23 @@ class _FaceThread:
         except (OSError, ValueError):
             return None
         idle, total = fields[3] + (fields[4] if len(fields) > 4 else 0.0), sum(fields)
-        last, self._cpu_stat = getattr(self, "_cpu_stat", None), (idle, total)
+        last, self._cpu_stat = self._cpu_stat, (idle, total)
         if last is None or total <= last[1]:
             return None if last is None else 0.0
         return (idle - last[0]) / (total - last[1]) * (os.cpu_count() or 1)
 
-    def _switch(self, overlap: bool) -> None:
-        self.overlap, self.switches = overlap, self.switches + 1
-        if not overlap:
-            self._idle_cores()        # the idle time counts from here
-        self._face_times.clear()
-        self._rest_times.clear()
-
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                # Take a frame only once the second stage has taken the last one (overlapping) or finished
-                # it (serial): a frame finished early would wait, old, while the source holds a newer one.
+                # Take a frame only once the second stage has taken the last one: a frame finished early
+                # would wait, old, while the source holds a newer one.
                 self.mailbox.wait_room()
-                with self._gate:
-                    while not self.overlap and self._finished < self._handed and not self._stop.is_set():
-                        self._gate.wait(0.1)
+                if not self._want_overlap:
+                    self.mailbox.put(_Serial())
+                    with self._gate:
+                        while not self._want_overlap and not self._stop.is_set():
+                            self._gate.wait(0.1)
+                    continue
                 item = self.source.mailbox.get()
                 if item is None:
                     continue
@@ -1082,7 +1098,6 @@ class _FaceThread:
                 wall, cpu = time.perf_counter(), time.thread_time()
                 found = self.path.stage.run(item.frame[None])
                 self._face_times.append((time.perf_counter() - wall, time.thread_time() - cpu))
-                self._handed += 1
                 self.mailbox.put((item, found))
         except BaseException as exc:  # handed to the frame path's thread, which raises it
             self.mailbox.finish(_Failed(exc))
