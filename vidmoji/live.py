@@ -991,23 +991,26 @@ class _FaceThread:
 
     Overlapping the stages pays only with a core free for each: on a CPU that other programs keep busy
     the two threads share one core's worth of time, each stage takes twice as long, and every hand-over
-    waits for the other thread to be scheduled, so a frame's latency grows for no more frames out. So the
-    overlap lasts only while it works: when the stages' wall-clock time over the last half second is more
-    than STARVED times their CPU time, this thread parks (its last frames handed over, then a _Serial) and
-    the frame path's thread reads the source and runs the whole frame path itself, as with one thread; it
-    overlaps again after a back-off (2 s, doubling to 16 s) when serial cannot keep up with the source's
-    frame rate and the machine has left IDLE_TO_OVERLAP cores idle meanwhile (Linux's /proc/stat)."""
+    waits for the other thread to be scheduled, so a frame's latency grows for no more frames out. So it
+    starts serial (this thread parked, the frame path's thread reading the source and running the whole
+    frame path, as with one thread), overlaps when serial falls behind the source (a frame's mean time over
+    the last half second above BEHIND of the frame period) while the machine leaves IDLE_TO_OVERLAP cores
+    idle (Linux's /proc/stat; elsewhere it overlaps whenever serial falls behind), and goes serial again
+    when the stages' wall-clock time is more than STARVED times their CPU time (this thread hands over its
+    last frame, then a _Serial), trying again after a back-off (2 s, doubling to 16 s)."""
 
     STARVED = 1.5
     WINDOW = 15
     IDLE_TO_OVERLAP = 0.6
+    BEHIND = 0.9              # serial's mean time a frame over this share of the frame period: overlap
 
     def __init__(self, source: LiveSource, path: LivePath):
         self.source, self.path = source, path
         self.mailbox = Mailbox(drop=False)
-        self.overlap = True            # the frame path's thread reads from this thread (else the source)
+        # Serial first: the frame path's thread reads the source itself until serial falls behind.
+        self.overlap = False           # the frame path's thread reads from this thread (else the source)
         self.switches = 0
-        self._want_overlap = True      # what the frame path's thread asked this thread for
+        self._want_overlap = False     # what the frame path's thread asked this thread for
         self._period = 1.0 / max(source.fps, 1e-3)
         self._stop = threading.Event()
         self._gate = threading.Condition()
@@ -1018,6 +1021,7 @@ class _FaceThread:
         self._thread = threading.Thread(target=self._run, name="vidmoji-live-faces", daemon=True)
 
     def start(self) -> None:
+        self._idle_cores()             # the idle time counts from here
         self._thread.start()
 
     def stop(self) -> None:
@@ -1052,7 +1056,7 @@ class _FaceThread:
                     self._idle_cores()                  # the idle time counts from here
                     self.switches += 1
         elif (len(self._rest_times) == self.WINDOW and now >= self._retry_at
-              and np.median(np.asarray(self._rest_times)[:, 0]) > self._period):
+              and np.mean(np.asarray(list(self._rest_times))[:, 0]) > self.BEHIND * self._period):
             idle = self._idle_cores()
             if idle is None or idle >= self.IDLE_TO_OVERLAP:
                 self._face_times.clear()
@@ -1078,17 +1082,21 @@ class _FaceThread:
         return (idle - last[0]) / (total - last[1]) * (os.cpu_count() or 1)
 
     def _run(self) -> None:
+        active = False                 # taking frames (else parked, the frame path's thread reading the source)
         try:
             while not self._stop.is_set():
                 # Take a frame only once the second stage has taken the last one: a frame finished early
                 # would wait, old, while the source holds a newer one.
                 self.mailbox.wait_room()
                 if not self._want_overlap:
-                    self.mailbox.put(_Serial())
+                    if active:                 # after the frames handed over: the frame path reads the source
+                        self.mailbox.put(_Serial())
+                        active = False
                     with self._gate:
                         while not self._want_overlap and not self._stop.is_set():
                             self._gate.wait(0.1)
                     continue
+                active = True
                 item = self.source.mailbox.get()
                 if item is None:
                     continue
