@@ -203,6 +203,7 @@ def test_a_stream_that_goes_away_stops_cleanly(tmp_path):
     (("--source", "0", "-o", "x.png"), "live writes a video"),
     (("--source", "0"), "nothing to show the avatar on"),
     (("--source", "0", "-o", "x.mp4", "--lag", "3"), "--lag must be 0 to 2"),
+    (("--source", "0", "-o", "x.mp4", "--stages", "3"), "--stages must be 1 or 2"),
 ])
 def test_bad_sources_and_options_are_one_line(tmp_path, args, message):
     proc = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120, cwd=tmp_path, env=_env())

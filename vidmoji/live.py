@@ -800,6 +800,8 @@ def _check_options(options: LiveOptions) -> None:
         raise VidmojiError(f"live smoothing is one of {', '.join(LIVE_SMOOTHERS)}, not {options.smooth!r}")
     if not 0 <= options.lag <= MAX_LAG:
         raise VidmojiError(f"--lag must be 0 to {MAX_LAG} frames, got {options.lag}")
+    if options.stages not in (1, 2):
+        raise VidmojiError(f"--stages must be 1 or 2, got {options.stages}")
     if options.output is None and options.serve is None and options.sink is None:
         raise VidmojiError("nothing to show the avatar on: give -o FILE (or -o - for stdout), --serve HOST:PORT "
                            "or --sink virtualcam")
