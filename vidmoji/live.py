@@ -6,9 +6,10 @@ subject's own baseline within about two seconds), OnlineEyes (winks, dead bands)
 (smoothing that decides each frame at most `lag` frames after it arrives).
 
 A source thread reads frames and hands over only the newest: when the frame path falls behind, the frame
-waiting is replaced and counted as dropped, never queued. A frame's latency runs from the moment it is read
-from the source to the moment its output is handed to the sinks (a file, raw frames on stdout, a local page,
-a virtual camera).
+waiting is replaced and counted as dropped, never queued. When one thread cannot keep up and the machine has
+a core to spare, the face stage of the next frame runs in a second thread beside the rest of this one
+(_FaceThread). A frame's latency runs from the moment it is read from the source to the moment its output is
+handed to the sinks (a file, raw frames on stdout, a local page, a virtual camera).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ LIVE_TORCH_THREADS = 1
 # N+1 in a thread of its own while the rest (measure, eyes, windows, embed, search, smooth, compose) runs on
 # frame N; the networks release the GIL inside their ops. One frame at most waits between the two stages
 # (the face stage waits for the second to take it), so a slow second stage backs up into the source's
-# mailbox, where the waiting frame is replaced and counted as dropped: nothing queues. 1: one thread.
+# mailbox, where the waiting frame is replaced and counted as dropped: nothing queues. It overlaps only when
+# one thread falls behind and a core is idle (see _FaceThread). 1: always one thread.
 LIVE_STAGES = 2
 # The detector runs only when the tracked face is lost (its mesh's presence under 0.5), as MediaPipe's live
 # face mesh graph does with one face: the mesh's own points give the next frame's crop. A detection costs
