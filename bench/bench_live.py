@@ -1,6 +1,7 @@
 """Live latency and drops at real time, and live's agreement with the labels against render's.
 
-    python bench/bench_live.py [--device cpu] [--lag 0] [--runs 1] [--stages 2] [--agreement d0,d14,d18,d19] [--no-whole]
+    python bench/bench_live.py [--device cpu] [--lag 0] [--runs 1] [--stages 2] [--agreement d0,d14,d18,d19]
+                               [--no-whole]
 
 1. Latency: plays liveportrait__s32 (1280x720, 30 fps) at its own pace through `vidmoji live` (layout
    avatar, 512x512, recorded to an .mp4) and prints the median and p99 latency from a frame's arrival to its
@@ -101,7 +102,8 @@ def main() -> None:
             runs.append(latency(clip, tmp, args.device, args.lag, args.stages))
         r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
         print(f"latency: {LATENCY_CLIP} {info.width}x{info.height} {info.fps:.0f} fps at real time, layout avatar "
-              f"512x512 to .mp4, lag {args.lag}, {args.stages} stage thread(s), {args.device} (median of {args.runs} run(s), "
+              f"512x512 to .mp4, lag {args.lag}, {args.stages} stage thread(s), {args.device} "
+              f"(median of {args.runs} run(s), "
               f"{time.strftime('%Y-%m-%d %H:%M')})")
         print(f"  median {r['median_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['fps']:.1f} fps out, "
               f"dropped {r['dropped']:.0f} of {r['frames']:.0f} ({r['dropped'] / max(r['frames'], 1):.1%}); "
