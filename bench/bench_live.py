@@ -1,6 +1,7 @@
 """Live latency and drops at real time, and live's agreement with the labels against render's.
 
-    python bench/bench_live.py [--device cpu] [--lag 0] [--runs 1] [--agreement d0,d14,d18,d19] [--no-whole]
+    python bench/bench_live.py [--device cpu] [--lag 0] [--runs 1] [--stages 2] [--agreement d0,d14,d18,d19]
+                               [--no-whole]
 
 1. Latency: plays liveportrait__s32 (1280x720, 30 fps) at its own pace through `vidmoji live` (layout
    avatar, 512x512, recorded to an .mp4) and prints the median and p99 latency from a frame's arrival to its
@@ -38,12 +39,12 @@ MEDIA = ROOT.parent / "shared" / "media"
 LATENCY_CLIP = "liveportrait__s32"
 
 
-def latency(clip: Path, tmp: Path, device: str, lag: int) -> dict:
+def latency(clip: Path, tmp: Path, device: str, lag: int, stages: int = 2) -> dict:
     """One paced run: the --stats summary, frames read, and the CPU time (all threads) per frame out, which
     other programs on a shared machine inflate much less than the latencies."""
     stats = tmp / "stats.json"
     result = live_media(LiveOptions(source=str(clip), output=str(tmp / "live.mp4"), realtime=True, stats=stats,
-                                    device=device, lag=lag, show_status=False))
+                                    device=device, lag=lag, show_status=False, stages=stages))
     doc = json.loads(stats.read_text())
     return {**doc["summary"], "frames": len(doc["frames"]),
             "cpu_ms": result.cpu_s / max(len(result.latencies_ms), 1) * 1000}
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--lag", type=int, default=0)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--stages", type=int, default=2, help="2: the face stage in a thread of its own; 1: one thread")
     ap.add_argument("--agreement", default="d0,d14,d18,d19", help="labelled clips (liveportrait__ stems), or ''")
     ap.add_argument("--no-whole", action="store_true", help="skip live reading each clip whole")
     args = ap.parse_args()
@@ -97,10 +99,11 @@ def main() -> None:
         floors, runs = [], []
         for _ in range(args.runs):
             floors.append(io_floor(clip, tmp / "floor.mp4", 512, 512) / max(info.frame_count, 1) * 1000)
-            runs.append(latency(clip, tmp, args.device, args.lag))
+            runs.append(latency(clip, tmp, args.device, args.lag, args.stages))
         r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
         print(f"latency: {LATENCY_CLIP} {info.width}x{info.height} {info.fps:.0f} fps at real time, layout avatar "
-              f"512x512 to .mp4, lag {args.lag}, {args.device} (median of {args.runs} run(s), "
+              f"512x512 to .mp4, lag {args.lag}, {args.stages} stage thread(s), {args.device} "
+              f"(median of {args.runs} run(s), "
               f"{time.strftime('%Y-%m-%d %H:%M')})")
         print(f"  median {r['median_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['fps']:.1f} fps out, "
               f"dropped {r['dropped']:.0f} of {r['frames']:.0f} ({r['dropped'] / max(r['frames'], 1):.1%}); "

@@ -203,6 +203,7 @@ def test_a_stream_that_goes_away_stops_cleanly(tmp_path):
     (("--source", "0", "-o", "x.png"), "live writes a video"),
     (("--source", "0"), "nothing to show the avatar on"),
     (("--source", "0", "-o", "x.mp4", "--lag", "3"), "--lag must be 0 to 2"),
+    (("--source", "0", "-o", "x.mp4", "--stages", "3"), "--stages must be 1 or 2"),
 ])
 def test_bad_sources_and_options_are_one_line(tmp_path, args, message):
     proc = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120, cwd=tmp_path, env=_env())
@@ -242,3 +243,48 @@ def test_online_calibration_starts_from_population_values_and_converges(face_tra
         assert abs(after.eye_open[side] / whole.eye_open[side] - 1) < 0.10
         assert abs(after.brow_rest[side] - whole.brow_rest[side]) < 5.0
     assert after.gaze_centre is not None
+
+
+@pytest.mark.parametrize("switching", [False, True])
+def test_two_stages_decide_every_frame_as_one_thread_does(tmp_path, monkeypatch, switching):
+    """The face stage in its own thread (stages=2) hands the same frames, in order, to the rest of the frame
+    path as one thread does: read whole (nothing dropped), the two timelines are the same frame for frame;
+    also while it goes back and forth between overlapping and serial (forced here: serial always behind, any
+    idle time enough to overlap, overlapping always 'starved')."""
+    import vidmoji.live as live
+    threads = []
+    if switching:
+        monkeypatch.setattr(live._FaceThread, "STARVED", 0.0)
+        monkeypatch.setattr(live._FaceThread, "WINDOW", 3)
+        monkeypatch.setattr(live._FaceThread, "IDLE_TO_OVERLAP", 0.0)
+        monkeypatch.setattr(live._FaceThread, "BEHIND", 0.0)
+        start = live._FaceThread.start
+        monkeypatch.setattr(live._FaceThread, "start", lambda self: (threads.append(self), start(self))[1])
+    docs = {}
+    for stages in (1, 2):
+        tl = tmp_path / f"timeline{stages}.json"
+        result = live_media(LiveOptions(source=str(clip("liveportrait__d0")), output=str(tmp_path / f"o{stages}.mp4"),
+                                        timeline=tl, size=128, device="cpu", show_status=False, stages=stages))
+        assert result.dropped == 0 and result.stopped == "end of file"
+        docs[stages] = json.loads(tl.read_text())["frames"]
+    assert len(docs[1]) == len(docs[2]) == len(_source_times("liveportrait__d0"))
+    assert docs[1] == docs[2]
+    if switching:
+        assert len(threads) == 1 and threads[0].switches >= 2
+
+
+def test_warmed_parts_are_not_drawn_again_in_the_frame_path():
+    """LiveAvatarComposer.warm draws every expression part before the first frame; composing any of them
+    afterwards draws no layer in the caller's thread (the layer cache was keyed differently by warm and by
+    the blending, so each part's first use drew it again: 10-30 ms spikes in the frame path)."""
+    from vidmoji import parts
+    from vidmoji.avatar.compose import AvatarComposer
+    from vidmoji.avatar.templates import load_style
+    from vidmoji.live import LiveAvatarComposer
+    style = load_style("flat")
+    composer = LiveAvatarComposer(style, style.default_skin, 128).warm()
+    by_slot = {s: [p.id for p in style.parts if p.slot == s] for s in parts.SLOTS}
+    drawn = AvatarComposer._layer.cache_info().misses
+    for k in range(3):
+        composer.avatar(tuple(ids[k % len(ids)] for ids in by_slot.values()))
+    assert AvatarComposer._layer.cache_info().misses == drawn

@@ -435,6 +435,8 @@ def live(
     smooth: LiveSmooth = typer.Option(LiveSmooth.viterbi, "--smooth"),
     lag: int = typer.Option(0, "--lag", help="Frames the smoother may wait before deciding one (0-2); each adds "
                                              "a frame of latency."),
+    stages: int = typer.Option(2, "--stages", help="2: the face stage on a second thread when serial falls "
+                                                   "behind and a core is idle; 1: one thread."),
     timeline: Optional[Path] = typer.Option(None, "--timeline", help="Write per-frame choices as JSON."),
     stats: Optional[Path] = typer.Option(None, "--stats", help="Write per-frame latencies as JSON."),
     persona: Optional[Path] = PERSONA,
@@ -454,7 +456,7 @@ def live(
         source=source, output=output, stdout_format=stdout_format.value, serve=serve,
         sink=sink.value if sink else None, realtime=realtime, style=style, embedder=embedder, weights=weights,
         size=size, skin=skin, layout=layout.value, smooth=smooth.value, lag=lag, timeline=timeline, stats=stats,
-        templates=templates, device=device.value, persona=persona,
+        templates=templates, device=device.value, persona=persona, stages=stages,
         identity=_overrides(hair, hair_colour, glasses, facial_hair)))
     # With frames on stdout, the summary goes to stderr.
     typer.echo(result.summary(), err=output == "-")

@@ -6,16 +6,19 @@ subject's own baseline within about two seconds), OnlineEyes (winks, dead bands)
 (smoothing that decides each frame at most `lag` frames after it arrives).
 
 A source thread reads frames and hands over only the newest: when the frame path falls behind, the frame
-waiting is replaced and counted as dropped, never queued. A frame's latency runs from the moment it is read
-from the source to the moment its output is handed to the sinks (a file, raw frames on stdout, a local page,
-a virtual camera).
+waiting is replaced and counted as dropped, never queued. When one thread cannot keep up and the machine has
+a core to spare, the face stage of the next frame runs in a second thread beside the rest of this one
+(_FaceThread). A frame's latency runs from the moment it is read from the source to the moment its output is
+handed to the sinks (a file, raw frames on stdout, a local page, a virtual camera).
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import os
 import platform
+import queue
 import re
 import sys
 import threading
@@ -32,7 +35,7 @@ import torch
 from vidmoji import parts
 from vidmoji.avatar.compose import AvatarComposer, head_pose
 from vidmoji.avatar.index import load_indexes
-from vidmoji.avatar.templates import has_pupils, load_style, quantize_gaze
+from vidmoji.avatar.templates import load_style, quantize_gaze
 from vidmoji.device import choose_device
 from vidmoji.embed.registry import load_embedder
 from vidmoji.errors import VidmojiError
@@ -52,6 +55,13 @@ from vidmoji.video import (IMAGE_SUFFIXES, DecodeStats, MediaError, VideoWriter,
 LIVE_SMOOTHERS = ("viterbi", "none")
 MAX_LAG = 2
 LIVE_TORCH_THREADS = 1
+# The frame path in two stages on two threads: the face stage (locate, mesh, iris: FaceStage.run) of frame
+# N+1 in a thread of its own while the rest (measure, eyes, windows, embed, search, smooth, compose) runs on
+# frame N; the networks release the GIL inside their ops. One frame at most waits between the two stages
+# (the face stage waits for the second to take it), so a slow second stage backs up into the source's
+# mailbox, where the waiting frame is replaced and counted as dropped: nothing queues. It overlaps only when
+# one thread falls behind and a core is idle (see _FaceThread). 1: always one thread.
+LIVE_STAGES = 2
 # The detector runs only when the tracked face is lost (its mesh's presence under 0.5), as MediaPipe's live
 # face mesh graph does with one face: the mesh's own points give the next frame's crop. A detection costs
 # 40-90 ms on a 1280x720 frame here (render's every 16 frames made one frame in 16 two or three frames
@@ -104,6 +114,7 @@ class LiveOptions:
     templates: Path | None = None
     device: str = "auto"
     show_status: bool = True
+    stages: int = LIVE_STAGES            # 2: the face stage in a thread of its own; 1: all in one thread
 
 
 @dataclass(frozen=True)
@@ -540,12 +551,18 @@ class LiveAvatarComposer(AvatarComposer):
         self._lock = threading.Lock()
         self._shown: tuple[float, float] = (0.0, 0.0)
         self._shown_parts: dict[str, str] = {}          # slot -> the part last shown
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()   # layers to draw in the background
+        self._worker: threading.Thread | None = None
 
     def warm(self, part_ids=None) -> "LiveAvatarComposer":
-        """Draw the layers of `part_ids` (None: every part of the expression slots) and of the look."""
+        """Draw the layers of `part_ids` (None: every part of the expression slots) and of the look.
+
+        `_layer` is called as `_blend_layers` calls it, with the layer name given ("" for a whole part):
+        its lru_cache keys `f(a, b)` and `f(a, b, "")` apart, and so each part drawn here without it was
+        drawn again in the frame path at its first use (10-30 ms)."""
         for part in self.style.parts:
             if part.slot in parts.SLOTS and (part_ids is None or part.id in part_ids):
-                self._layer(part.id, (0.0, 0.0))
+                self._layer(part.id, (0.0, 0.0), "")
                 self._ready.add((part.id, (0.0, 0.0)))
                 self._shown_parts.setdefault(part.slot, part.id)
         look = self.look.parts() if self.look is not None else {}
@@ -564,11 +581,11 @@ class LiveAvatarComposer(AvatarComposer):
             stand_in = {p: self._shown_parts.get(self._parts[p].slot) for p, _ in later}
         for p, _ in later:
             if stand_in[p] is None:
-                self._layer(p, straight)
+                self._layer(p, straight, "")
                 with self._lock:
                     self._ready.add((p, straight))
         choice = tuple(stand_in.get(p) or p for p in choice)
-        pupils = [p for p in choice if has_pupils(self._parts[p])]
+        pupils = [p for p in choice if self.has_pupils(p)]
         with self._lock:
             missing = [(p, want) for p in pupils if (p, want) not in self._ready]
             new = [key for key in later + missing if key not in self._drawing and key not in self._ready]
@@ -576,16 +593,29 @@ class LiveAvatarComposer(AvatarComposer):
             for p in choice:
                 self._shown_parts[self._parts[p].slot] = p
         if new:
-            threading.Thread(target=self._draw, args=(new,), daemon=True, name="vidmoji-layers").start()
+            if self._worker is None:   # one drawing thread, started once (a thread per batch cost 5 ms to start)
+                self._worker = threading.Thread(target=self._drawer, daemon=True, name="vidmoji-layers")
+                self._worker.start()
+            self._queue.put(new)
         if not missing:
             self._shown = want
         elif not all((p, self._shown) in self._ready for p in pupils):
             self._shown = (0.0, 0.0)
         return self._avatar(choice, self._shown)
 
+    def close(self) -> None:
+        """Wait for the layers asked for to be drawn, and stop the drawing thread."""
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+
+    def _drawer(self) -> None:
+        while (keys := self._queue.get()) is not None:
+            self._draw(keys)
+
     def _draw(self, keys) -> None:
         for part_id, gaze in keys:
-            self._layer(part_id, gaze)
+            self._layer(part_id, gaze, "")
             with self._lock:
                 self._ready.add((part_id, gaze))
                 self._drawing.discard((part_id, gaze))
@@ -650,6 +680,7 @@ class LivePath:
         self._face_frames = 0
         self.composer = FrameComposer(LiveAvatarComposer(self.style, self.skin, options.size, look).warm(),
                                       options.layout)
+        self._first_composer, self._identity_thread = self.composer.composer, None
         self._warm_models()
         self._meshes: deque = deque(maxlen=max(1, int(_REFERENCE_S * fps)))
         self.pending: deque[_Pending] = deque()
@@ -738,7 +769,18 @@ class LivePath:
         self._views.offer(self._face_frames, frame, mesh, yaw)
         if self._face_frames >= IDENTITY_S * self.fps:
             views, self._views = self._views.samples, None
-            threading.Thread(target=self._settle_identity, args=(views,), daemon=True, name="vidmoji-identity").start()
+            self._identity_thread = threading.Thread(target=self._settle_identity, args=(views,), daemon=True,
+                                                     name="vidmoji-identity")
+            self._identity_thread.start()
+
+    def close(self) -> None:
+        """Wait for the work started beside the frame path (the identity, layers drawn ahead): a thread
+        still inside torch or cairo when the interpreter exits aborts the process ("FATAL: exception not
+        rethrown"), which a short file or an early Ctrl-C made likely."""
+        if self._identity_thread is not None:
+            self._identity_thread.join()
+        for composer in {id(c): c for c in (self._first_composer, self.composer.composer)}.values():
+            composer.close()
 
     def _settle_identity(self, views) -> None:
         """Measure the subject's identity, draw the parts in its skin and look, then swap them in."""
@@ -760,6 +802,8 @@ def _check_options(options: LiveOptions) -> None:
         raise VidmojiError(f"live smoothing is one of {', '.join(LIVE_SMOOTHERS)}, not {options.smooth!r}")
     if not 0 <= options.lag <= MAX_LAG:
         raise VidmojiError(f"--lag must be 0 to {MAX_LAG} frames, got {options.lag}")
+    if options.stages not in (1, 2):
+        raise VidmojiError(f"--stages must be 1 or 2, got {options.stages}")
     if options.output is None and options.serve is None and options.sink is None:
         raise VidmojiError("nothing to show the avatar on: give -o FILE (or -o - for stdout), --serve HOST:PORT "
                            "or --sink virtualcam")
@@ -789,14 +833,18 @@ def _status_line(counters: _Counters, dropped: int) -> str:
 def live_media(options: LiveOptions) -> LiveResult:
     """Run the avatar live from `options.source` until it ends, breaks or Ctrl-C; see the module docstring."""
     _check_options(options)
-    threads = torch.get_num_threads()
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     # One thread for the models: the source's decoding and the sinks' encoding run beside them, and on a
-    # small shared CPU two model threads waiting on each other cost a frame's time many times over.
+    # small shared CPU two model threads waiting on each other cost a frame's time many times over. The
+    # same for OpenCV's compositing (warp, blend): its second thread would wait for a core the other
+    # stage holds.
     torch.set_num_threads(LIVE_TORCH_THREADS)
+    cv2.setNumThreads(1)
     try:
         return _live(options)
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
 
 
 def _live(options: LiveOptions) -> LiveResult:
@@ -827,7 +875,10 @@ def _live(options: LiveOptions) -> LiveResult:
             sink.abort()
         source.stop()
         raise
-    stopped, expected = _run(source, path, sinks, counters, options)
+    try:
+        stopped, expected = _run(source, path, sinks, counters, options)
+    finally:
+        path.close()
     if counters.out == 0 and not source.dropped:
         for sink in sinks:
             sink.abort()
@@ -875,21 +926,31 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     tty = sys.stderr.isatty()
     every = _STATUS_EVERY_S if tty else _STATUS_EVERY_S_NOT_TTY
     next_status = time.perf_counter() + every
+    faces = _FaceThread(source, path) if options.stages > 1 else None
     source.start()
+    if faces is not None:
+        faces.start()
     counters.started = time.perf_counter()
     cpu = time.process_time()
     stopped, expected = "", True
     try:
         while True:
-            item = source.mailbox.get()
+            item = faces.next_item() if faces is not None else source.mailbox.get()
             if item is None:
                 continue
+            if isinstance(item, _Failed):
+                raise item.error
             if isinstance(item, _Ended):
                 stopped, expected = item.reason, item.expected
                 _emit(path.push(None), sinks, counters)
                 break
             counters.read += 1
-            _emit(path.push(item), sinks, counters)
+            began, began_cpu = time.perf_counter(), time.thread_time()
+            # A frame straight from the source (one thread, or serial) goes through the whole frame path
+            # here; one from the face stage's thread through the rest of it.
+            _emit(path.push(item) if isinstance(item, Arrival) else path.push_found(*item), sinks, counters)
+            if faces is not None:
+                faces.finished(time.perf_counter() - began, time.thread_time() - began_cpu)
             now = time.perf_counter()
             if options.show_status and now >= next_status:
                 next_status = now + every
@@ -907,9 +968,151 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     finally:
         counters.cpu_s = time.process_time() - cpu
         source.stop()
+        if faces is not None:
+            faces.stop()
         if options.show_status and tty:
             sys.stderr.write("\n")
     return stopped, expected
+
+
+@dataclass
+class _Failed:
+    """The face stage's thread stopped on an error, raised again in the frame path's thread."""
+
+    error: BaseException
+
+
+class _Serial:
+    """The face stage's thread has stopped taking frames: the frame path's thread reads the source itself."""
+
+
+class _FaceThread:
+    """The first stage of the frame path (FaceStage.run: locate, mesh, iris) in a thread of its own, one
+    frame ahead of the rest: it takes the newest frame from the source's mailbox once the second stage has
+    taken the last one, and hands (arrival, the face stage's result) over through a mailbox of one that
+    waits rather than drops, so that when the second stage is slow the frame waiting in the source's mailbox
+    is the one replaced and counted.
+
+    Overlapping the stages pays only with a core free for each: on a CPU that other programs keep busy
+    the two threads share one core's worth of time, each stage takes twice as long, and every hand-over
+    waits for the other thread to be scheduled, so a frame's latency grows for no more frames out. So it
+    starts serial (this thread parked, the frame path's thread reading the source and running the whole
+    frame path, as with one thread), overlaps when serial falls behind the source (a frame's mean time over
+    the last half second above BEHIND of the frame period) while the machine leaves IDLE_TO_OVERLAP cores
+    idle (Linux's /proc/stat; elsewhere it overlaps whenever serial falls behind), and goes serial again
+    when the stages' wall-clock time is more than STARVED times their CPU time (this thread hands over its
+    last frame, then a _Serial), trying again after a back-off (2 s, doubling to 16 s)."""
+
+    STARVED = 1.5
+    WINDOW = 15
+    IDLE_TO_OVERLAP = 0.6
+    BEHIND = 0.9              # serial's mean time a frame over this share of the frame period: overlap
+
+    def __init__(self, source: LiveSource, path: LivePath):
+        self.source, self.path = source, path
+        self.mailbox = Mailbox(drop=False)
+        # Serial first: the frame path's thread reads the source itself until serial falls behind.
+        self.overlap = False           # the frame path's thread reads from this thread (else the source)
+        self.switches = 0
+        self._want_overlap = False     # what the frame path's thread asked this thread for
+        self._period = 1.0 / max(source.fps, 1e-3)
+        self._stop = threading.Event()
+        self._gate = threading.Condition()
+        self._face_times: deque = deque(maxlen=self.WINDOW)     # (wall, cpu) of FaceStage.run
+        self._rest_times: deque = deque(maxlen=self.WINDOW)     # (wall, cpu) of the rest, or of it all
+        self._backoff, self._retry_at = 2.0, 0.0
+        self._cpu_stat: tuple[float, float] | None = None
+        self._thread = threading.Thread(target=self._run, name="vidmoji-live-faces", daemon=True)
+
+    def start(self) -> None:
+        self._idle_cores()             # the idle time counts from here
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        with self._gate:
+            self._gate.notify_all()
+        self._thread.join(timeout=5)
+
+    def next_item(self):
+        """For the frame path's thread: (arrival, found) from this thread while overlapping, else the
+        source's next item (an Arrival to run the whole frame path on); an end, a failure or None."""
+        while self.overlap:
+            item = self.mailbox.get()
+            if not isinstance(item, _Serial):
+                return item
+            self.overlap = False
+            self._rest_times.clear()       # from now on, the whole frame path's times
+        return self.source.mailbox.get()
+
+    def finished(self, wall: float, cpu: float) -> None:
+        """The frame path's thread is done with a frame (its wall-clock and CPU seconds): choose the mode."""
+        self._rest_times.append((wall, cpu))
+        now = time.perf_counter()
+        if self.overlap:
+            if self._want_overlap and len(self._rest_times) == self.WINDOW and len(self._face_times) == self.WINDOW:
+                a, b = np.asarray(list(self._face_times)), np.asarray(list(self._rest_times))
+                if (a[:, 0] + b[:, 0]).sum() > self.STARVED * (a[:, 1] + b[:, 1]).sum():
+                    self._want_overlap = False          # this thread hands over what it holds, then parks
+                    self._retry_at = now + self._backoff
+                    self._backoff = min(2 * self._backoff, 16.0)
+                    self._idle_cores()                  # the idle time counts from here
+                    self.switches += 1
+        elif (len(self._rest_times) == self.WINDOW and now >= self._retry_at
+              and np.mean(np.asarray(list(self._rest_times))[:, 0]) > self.BEHIND * self._period):
+            idle = self._idle_cores()
+            if idle is None or idle >= self.IDLE_TO_OVERLAP:
+                self._face_times.clear()
+                self._rest_times.clear()
+                self.overlap = self._want_overlap = True
+                self.switches += 1
+                with self._gate:
+                    self._gate.notify_all()
+            else:
+                self._retry_at = now + 0.5
+
+    def _idle_cores(self) -> float | None:
+        """Cores the whole machine left idle since the last call (None where /proc/stat is not there)."""
+        try:
+            with open("/proc/stat") as f:
+                fields = [float(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle, total = fields[3] + (fields[4] if len(fields) > 4 else 0.0), sum(fields)
+        last, self._cpu_stat = self._cpu_stat, (idle, total)
+        if last is None or total <= last[1]:
+            return None if last is None else 0.0
+        return (idle - last[0]) / (total - last[1]) * (os.cpu_count() or 1)
+
+    def _run(self) -> None:
+        active = False                 # taking frames (else parked, the frame path's thread reading the source)
+        try:
+            while not self._stop.is_set():
+                # Take a frame only once the second stage has taken the last one: a frame finished early
+                # would wait, old, while the source holds a newer one.
+                self.mailbox.wait_room()
+                if not self._want_overlap:
+                    if active:                 # after the frames handed over: the frame path reads the source
+                        self.mailbox.put(_Serial())
+                        active = False
+                    with self._gate:
+                        while not self._want_overlap and not self._stop.is_set():
+                            self._gate.wait(0.1)
+                    continue
+                active = True
+                item = self.source.mailbox.get()
+                if item is None:
+                    continue
+                if isinstance(item, _Ended):
+                    self.mailbox.finish(item)
+                    return
+                wall, cpu = time.perf_counter(), time.thread_time()
+                found = self.path.stage.run(item.frame[None])
+                self._face_times.append((time.perf_counter() - wall, time.thread_time() - cpu))
+                self.mailbox.put((item, found))
+        except BaseException as exc:  # handed to the frame path's thread, which raises it
+            self.mailbox.finish(_Failed(exc))
 
 
 def _emit(decided: list, sinks: list, counters: _Counters) -> None:

@@ -58,6 +58,7 @@ class AvatarComposer:
         self.style, self.skin, self.size, self.look = style, skin, size, look
         self._parts = {p.id: p for p in style.parts}
         self._view = avatar_view(style, look)
+        self._pupils: dict[str, bool] = {}     # part id -> has_pupils (which reads the SVG file)
         if look is not None:
             style.hair_colour(look.hair_colour)   # an unknown colour fails here, not mid-render
             for part_id in look.parts().values():
@@ -86,6 +87,14 @@ class AvatarComposer:
         (one part id per slot, in parts.SLOTS order) and of the look's, the pupils looking toward gaze
         (x, y) in [-1, 1] (None: straight ahead)."""
         return self._avatar(choice, quantize_gaze(gaze))
+
+    def has_pupils(self, part_id: str) -> bool:
+        """`has_pupils` of a part, read from its SVG once per composer (it was read on every frame: 2 ms of
+        a live frame)."""
+        known = self._pupils.get(part_id)
+        if known is None:
+            known = self._pupils[part_id] = has_pupils(self._parts[part_id])
+        return known
 
     def _layers(self, choice: tuple[str, ...]) -> list[tuple[str, str]]:
         """(part id, layer) to blend, back to front."""
@@ -119,7 +128,7 @@ class AvatarComposer:
     def _blend_layers(self, out: np.ndarray, layers: list[tuple[str, str]], gaze: tuple[float, float]) -> None:
         """Alpha-blend the (part id, layer) layers over `out` ((size, size, 4) float32), in order."""
         for part_id, layer_name in layers:
-            layer, box = self._layer(part_id, gaze if has_pupils(self._parts[part_id]) else (0.0, 0.0), layer_name)
+            layer, box = self._layer(part_id, gaze if self.has_pupils(part_id) else (0.0, 0.0), layer_name)
             if box is None:
                 continue
             src, dst = layer.astype(np.float32), out[box]            # only the part's own bounding box
