@@ -301,8 +301,41 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     return list(zip(edges[0::2], edges[1::2]))
 
 
+# A blink is both eyes dipping together, fast, below their own level around it and back: its shut frames
+# keep part of the opening where the mesh lags the lid (2-frame blinks), behind glasses or on a turned head
+# (d19 frame 99 keeps 78% of the open eye's opening, s32 frame 6 75% on the near eye), so they read as
+# half-open. The level is each eye's median openness over BLINK_LEVEL_S around the frame; a run of frames on
+# which both eyes sit more than BLINK_DROP below their level, no longer than BLINK_MAX_S (looking down at
+# notes or a smiling squint lasts longer), is drawn shut. Over a whole clip only: live has no look-ahead.
+BLINK_LEVEL_S = 1.0
+BLINK_DROP = 0.35
+BLINK_MAX_S = 0.3
+
+
+def _rolling_median(x: torch.Tensor, half: int) -> torch.Tensor:
+    """(T,) median over [t - half, t + half], the ends padded with their edge values."""
+    padded = torch.cat([x[:1].expand(half), x, x[-1:].expand(half)])
+    return padded.unfold(0, 2 * half + 1, 1).median(-1).values
+
+
+def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float) -> torch.Tensor:
+    """(T,) bool: the frames of short dips of both eyes below their own surrounding level (see BLINK_DROP)."""
+    t = len(right)
+    out = torch.zeros(t, dtype=torch.bool)
+    if t < 3:
+        return out
+    half = max(1, int(round(BLINK_LEVEL_S * fps / 2)))
+    dip = ((_rolling_median(right, half) - right > BLINK_DROP) & (_rolling_median(left, half) - left > BLINK_DROP))
+    longest = max(1, int(round(BLINK_MAX_S * fps)))
+    for a, b in _runs(dip):
+        if b - a <= longest:
+            out[a:b] = True
+    return out
+
+
 def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float,
-                hold: bool = True, wink_min_s: float = parts.WINK_MIN_S) -> dict[str, torch.Tensor]:
+                hold: bool = True, wink_min_s: float = parts.WINK_MIN_S,
+                blinks: bool = False) -> dict[str, torch.Tensor]:
     """Blinks and winks decided over both eyes, for a sequence of T consecutive frames of one face.
 
     openness: {"right", "left"}: (T,) calibrated openness (`eye_openness`); yaw: (T,) degrees
@@ -314,6 +347,7 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     photo) needs no duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
+    blinking = blink_frames(right, left, fps) if blinks and len(right) > 1 else torch.zeros(len(right), dtype=torch.bool)
     # Turned toward the image's right (positive yaw) hides the subject's left eye, and the other way round.
     # The far eye's lids are foreshortened and half hidden, so it reads more shut than it is: its closure is
     # no evidence, but its openness is. Past the limit it reads at least as open as the near eye, so a blink
@@ -341,6 +375,8 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
                     out_other[a:b] = other[a:b].clamp_min(parts.WINK_OPEN)
                     winking[a:b] = True
                     break
+    blinking &= ~winking
+    out_r[blinking], out_l[blinking] = 0.0, 0.0
     if hold and len(out_r) > 1:
         out_r, out_l = _dead_band(out_r, parts.EYE_DEAD_BAND), _dead_band(out_l, parts.EYE_DEAD_BAND)
     return {"right": out_r, "left": out_l, "wink": winking}
@@ -369,7 +405,7 @@ def eye_sequence(mesh: torch.Tensor, calibration: Calibration, fps: float) -> di
     meas = measure(mesh)
     openness = {side: eye_openness(meas, calibration, side) for side in ("right", "left")}
     yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(len(mesh))
-    return paired_eyes(openness, yaw, fps)
+    return paired_eyes(openness, yaw, fps, blinks=True)
 
 
 # The online stages (`vidmoji live`): the same decisions as over a whole clip, each frame decided when it
