@@ -562,6 +562,14 @@ def calibrated_mesh(mesh: torch.Tensor, calibration: Calibration) -> torch.Tenso
     return out
 
 
+# See part_windows: the lip gap (share of the inter-ocular distance) beyond the subject's rest up to which it is
+# drawn doubled, and the lips' thickness (against their own at rest) midway between their own and the pout
+# template's (scripts/make_templates.py: lips 15 and 21 against 9 and 14 units, 1.55 times), where a pout's
+# parting stops being boosted.
+MOUTH_PARTED_GAP = 0.04
+POUT_THICKNESS = (1.0 + (15.0 + 21.0) / (parts.UPPER_LIP_THICKNESS + parts.LOWER_LIP_THICKNESS)) / 2
+
+
 def _window_pixels(local: torch.Tensor, slot: str) -> torch.Tensor:
     frame = parts.WINDOW_FRAMES[slot]
     origin = torch.tensor([frame.cx - frame.half, frame.cy - frame.half], device=local.device)
@@ -601,6 +609,19 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     close = torch.minimum(calibration.rest_gap * units_per_iod, gap_units.clamp_min(0.0)) / 2
     mouth[:, list(_UPPER_INNER), 1] += close[:, None]
     mouth[:, list(_LOWER_INNER), 1] -= close[:, None]
+    # Parted lips in the templates' terms: lips that part by MOUTH_PARTED_GAP of the inter-ocular distance
+    # beyond the subject's rest are drawn at twice that, the templates' slightly-open gap (10 mouth units), and
+    # larger openings keep their size plus it. Real lips apart while talking (teeth or the mouth's inside
+    # showing) measure 0.024-0.04 there (d3): drawn as they are, 3-5 units, the matcher saw a closed mouth.
+    # Pouted lips part at the middle as they push forward without opening: the boost fades out as the lips
+    # thicken from their own resting thickness to midway to the pout template's (POUT_THICKNESS).
+    parted = (gap_units.clamp_min(0.0) - 2 * close).clamp_min(0.0)
+    thick = (meas["lip_upper"] + meas["lip_lower"]).to(parted.device) / max(sum(calibration.lips), 1e-3)
+    unpouted = ((POUT_THICKNESS - thick) / (POUT_THICKNESS - 1.0)).clamp(0.0, 1.0)
+    boost = torch.minimum(parted, MOUTH_PARTED_GAP * units_per_iod) * unpouted / 2
+    for idx, sign in ((_UPPER_INNER, -1.0), (_LOWER_INNER, 1.0)):
+        x = mouth[:, list(idx), 0] / 50.0
+        mouth[:, list(idx), 1] += sign * boost[:, None] * (1 - x * x).clamp_min(0)
     # Lips of every thickness are drawn at the templates' thickness, kept relative to the inner lip line.
     for outer, inner, own, target in ((_UPPER_OUTER, parts.INNER_LIP_MID[0], calibration.lips[0],
                                        parts.UPPER_LIP_THICKNESS),
