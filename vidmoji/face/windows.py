@@ -305,11 +305,15 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
 # keep part of the opening where the mesh lags the lid (2-frame blinks), behind glasses or on a turned head
 # (d19 frame 99 keeps 78% of the open eye's opening, s32 frame 6 75% on the near eye), so they read as
 # half-open. The level is each eye's median openness over BLINK_LEVEL_S around the frame; a run of frames on
-# which both eyes sit more than BLINK_DROP below their level, no longer than BLINK_MAX_S (looking down at
-# notes or a smiling squint lasts longer), is drawn shut. Over a whole clip only: live has no look-ahead.
+# which both eyes sit more than BLINK_DROP below their level (extended, with hysteresis, to the frames around it
+# where both sit more than BLINK_HOLD of that below), no longer than BLINK_MAX_S (looking down at notes or a smiling
+# squint lasts longer), is drawn shut. Over a whole clip only: live has no look-ahead.
 BLINK_LEVEL_S = 1.0
 BLINK_DROP = 0.35
 BLINK_MAX_S = 0.3
+# Half of the drop took in the lids' way down and up around d14's one-frame blinks too (its tracker eyes 0.994
+# -> 0.983); three quarters keeps d19's first blink frame (drop 0.34 and 0.28) and adds none there.
+BLINK_HOLD = 0.75
 
 
 def _rolling_median(x: torch.Tensor, half: int) -> torch.Tensor:
@@ -325,10 +329,12 @@ def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float) -> torch.T
     if t < 3:
         return out
     half = max(1, int(round(BLINK_LEVEL_S * fps / 2)))
-    dip = ((_rolling_median(right, half) - right > BLINK_DROP) & (_rolling_median(left, half) - left > BLINK_DROP))
+    drop = torch.minimum(_rolling_median(right, half) - right, _rolling_median(left, half) - left)
     longest = max(1, int(round(BLINK_MAX_S * fps)))
-    for a, b in _runs(dip):
-        if b - a <= longest:
+    # With hysteresis: a dip that reaches BLINK_DROP spans the frames around it where both eyes are more than
+    # BLINK_HOLD of it below their level (the lids on their way down and up).
+    for a, b in _runs(drop > BLINK_DROP * BLINK_HOLD):
+        if b - a <= longest and bool((drop[a:b] > BLINK_DROP).any()):
             out[a:b] = True
     return out
 
@@ -343,8 +349,8 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     WINK_SHUT, the other above WINK_OPEN and WINK_GAP more open, long enough; held while the gap stays
     above WINK_GAP_HOLD) draws the shut eye shut and the other at least WINK_OPEN; every other frame gives both eyes their mean, so a half-hearted
     one-eye squint, a foreshortened far eye or a jittery mesh never shows as a wink. Past FAR_EYE_YAW the
-    far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. A single frame (a
-    photo) needs no duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
+    far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. blinks: draw short dips
+    of both eyes shut (`blink_frames`; over a whole clip, not live). A single frame (a photo) needs no duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
     blinking = blink_frames(right, left, fps) if blinks and len(right) > 1 else torch.zeros(len(right), dtype=torch.bool)
