@@ -307,7 +307,8 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
 # half-open. The level is each eye's median openness over BLINK_LEVEL_S around the frame; a run of frames on
 # which both eyes sit more than BLINK_DROP below their level (extended, with hysteresis, to the frames around it
 # where both sit more than BLINK_HOLD of that below), no longer than BLINK_MAX_S (looking down at notes or a smiling
-# squint lasts longer), is drawn shut. Over a whole clip only: live has no look-ahead.
+# squint lasts longer), is drawn shut on its frames near its bottom. Over a whole clip only: live has no
+# look-ahead.
 BLINK_LEVEL_S = 1.0
 BLINK_DROP = 0.35
 BLINK_MAX_S = 0.3
@@ -333,9 +334,12 @@ def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float) -> torch.T
     longest = max(1, int(round(BLINK_MAX_S * fps)))
     # With hysteresis: a dip that reaches BLINK_DROP spans the frames around it where both eyes are more than
     # BLINK_HOLD of it below their level (the lids on their way down and up).
+    # Of its frames, those within the eye's wander (parts.EYE_DEAD_BAND) of its deepest are the shut ones; a
+    # blink whose bottom reads shut keeps its lids' way down and up as they are.
+    mean = (right + left) / 2
     for a, b in _runs(drop > BLINK_DROP * BLINK_HOLD):
         if b - a <= longest and bool((drop[a:b] > BLINK_DROP).any()):
-            out[a:b] = True
+            out[a:b] = mean[a:b] <= mean[a:b].min() + parts.EYE_DEAD_BAND
     return out
 
 
