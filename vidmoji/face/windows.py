@@ -354,10 +354,12 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     above WINK_GAP_HOLD) draws the shut eye shut and the other at least WINK_OPEN; every other frame gives both eyes their mean, so a half-hearted
     one-eye squint, a foreshortened far eye or a jittery mesh never shows as a wink. Past FAR_EYE_YAW the
     far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. blinks: draw short dips
-    of both eyes shut (`blink_frames`; over a whole clip, not live). A single frame (a photo) needs no duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
+    of both eyes shut (`blink_frames`; over a whole clip, not live). A single frame (a photo) needs no
+    duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
-    blinking = blink_frames(right, left, fps) if blinks and len(right) > 1 else torch.zeros(len(right), dtype=torch.bool)
+    blinking = blink_frames(right, left, fps) if blinks and len(right) > 1 \
+        else torch.zeros(len(right), dtype=torch.bool)
     # Turned toward the image's right (positive yaw) hides the subject's left eye, and the other way round.
     # The far eye's lids are foreshortened and half hidden, so it reads more shut than it is: its closure is
     # no evidence, but its openness is. Past the limit it reads at least as open as the near eye, so a blink
