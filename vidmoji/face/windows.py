@@ -301,8 +301,51 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     return list(zip(edges[0::2], edges[1::2]))
 
 
+# A blink is both eyes dipping together, fast, below their own level around it and back: its shut frames
+# keep part of the opening where the mesh lags the lid (2-frame blinks), behind glasses or on a turned head
+# (d19 frame 99 keeps 78% of the open eye's opening, s32 frame 6 75% on the near eye), so they read as
+# half-open. The level is each eye's median openness over BLINK_LEVEL_S around the frame; a run of frames on
+# which both eyes sit more than BLINK_DROP below their level (extended, with hysteresis, to the frames around it
+# where both sit more than BLINK_HOLD of that below), no longer than BLINK_MAX_S (looking down at notes or a smiling
+# squint lasts longer), is drawn shut on its frames near its bottom. Over a whole clip only: live has no
+# look-ahead.
+BLINK_LEVEL_S = 1.0
+BLINK_DROP = 0.35
+BLINK_MAX_S = 0.3
+# Half of the drop took in the lids' way down and up around d14's one-frame blinks too (its tracker eyes 0.994
+# -> 0.983); three quarters keeps d19's first blink frame (drop 0.34 and 0.28) and adds none there.
+BLINK_HOLD = 0.75
+
+
+def _rolling_median(x: torch.Tensor, half: int) -> torch.Tensor:
+    """(T,) median over [t - half, t + half], the ends padded with their edge values."""
+    padded = torch.cat([x[:1].expand(half), x, x[-1:].expand(half)])
+    return padded.unfold(0, 2 * half + 1, 1).median(-1).values
+
+
+def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float) -> torch.Tensor:
+    """(T,) bool: the frames of short dips of both eyes below their own surrounding level (see BLINK_DROP)."""
+    t = len(right)
+    out = torch.zeros(t, dtype=torch.bool)
+    if t < 3:
+        return out
+    half = max(1, int(round(BLINK_LEVEL_S * fps / 2)))
+    drop = torch.minimum(_rolling_median(right, half) - right, _rolling_median(left, half) - left)
+    longest = max(1, int(round(BLINK_MAX_S * fps)))
+    # With hysteresis: a dip that reaches BLINK_DROP spans the frames around it where both eyes are more than
+    # BLINK_HOLD of it below their level (the lids on their way down and up).
+    # Of its frames, those within the eye's wander (parts.EYE_DEAD_BAND) of its deepest are the shut ones; a
+    # blink whose bottom reads shut keeps its lids' way down and up as they are.
+    mean = (right + left) / 2
+    for a, b in _runs(drop > BLINK_DROP * BLINK_HOLD):
+        if b - a <= longest and bool((drop[a:b] > BLINK_DROP).any()):
+            out[a:b] = mean[a:b] <= mean[a:b].min() + parts.EYE_DEAD_BAND
+    return out
+
+
 def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float,
-                hold: bool = True, wink_min_s: float = parts.WINK_MIN_S) -> dict[str, torch.Tensor]:
+                hold: bool = True, wink_min_s: float = parts.WINK_MIN_S,
+                blinks: bool = False) -> dict[str, torch.Tensor]:
     """Blinks and winks decided over both eyes, for a sequence of T consecutive frames of one face.
 
     openness: {"right", "left"}: (T,) calibrated openness (`eye_openness`); yaw: (T,) degrees
@@ -310,10 +353,13 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     WINK_SHUT, the other above WINK_OPEN and WINK_GAP more open, long enough; held while the gap stays
     above WINK_GAP_HOLD) draws the shut eye shut and the other at least WINK_OPEN; every other frame gives both eyes their mean, so a half-hearted
     one-eye squint, a foreshortened far eye or a jittery mesh never shows as a wink. Past FAR_EYE_YAW the
-    far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. A single frame (a
-    photo) needs no duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
+    far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. blinks: draw short dips
+    of both eyes shut (`blink_frames`; over a whole clip, not live). A single frame (a photo) needs no
+    duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
+    blinking = blink_frames(right, left, fps) if blinks and len(right) > 1 \
+        else torch.zeros(len(right), dtype=torch.bool)
     # Turned toward the image's right (positive yaw) hides the subject's left eye, and the other way round.
     # The far eye's lids are foreshortened and half hidden, so it reads more shut than it is: its closure is
     # no evidence, but its openness is. Past the limit it reads at least as open as the near eye, so a blink
@@ -341,6 +387,8 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
                     out_other[a:b] = other[a:b].clamp_min(parts.WINK_OPEN)
                     winking[a:b] = True
                     break
+    blinking &= ~winking
+    out_r[blinking], out_l[blinking] = 0.0, 0.0
     if hold and len(out_r) > 1:
         out_r, out_l = _dead_band(out_r, parts.EYE_DEAD_BAND), _dead_band(out_l, parts.EYE_DEAD_BAND)
     return {"right": out_r, "left": out_l, "wink": winking}
@@ -369,7 +417,7 @@ def eye_sequence(mesh: torch.Tensor, calibration: Calibration, fps: float) -> di
     meas = measure(mesh)
     openness = {side: eye_openness(meas, calibration, side) for side in ("right", "left")}
     yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(len(mesh))
-    return paired_eyes(openness, yaw, fps)
+    return paired_eyes(openness, yaw, fps, blinks=True)
 
 
 # The online stages (`vidmoji live`): the same decisions as over a whole clip, each frame decided when it
@@ -526,6 +574,14 @@ def calibrated_mesh(mesh: torch.Tensor, calibration: Calibration) -> torch.Tenso
     return out
 
 
+# See part_windows: the lip gap (share of the inter-ocular distance) beyond the subject's rest up to which it is
+# drawn doubled, and the lips' thickness (against their own at rest) midway between their own and the pout
+# template's (scripts/make_templates.py: lips 15 and 21 against 9 and 14 units, 1.55 times), where a pout's
+# parting stops being boosted.
+MOUTH_PARTED_GAP = 0.04
+POUT_THICKNESS = (1.0 + (15.0 + 21.0) / (parts.UPPER_LIP_THICKNESS + parts.LOWER_LIP_THICKNESS)) / 2
+
+
 def _window_pixels(local: torch.Tensor, slot: str) -> torch.Tensor:
     frame = parts.WINDOW_FRAMES[slot]
     origin = torch.tensor([frame.cx - frame.half, frame.cy - frame.half], device=local.device)
@@ -565,6 +621,19 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     close = torch.minimum(calibration.rest_gap * units_per_iod, gap_units.clamp_min(0.0)) / 2
     mouth[:, list(_UPPER_INNER), 1] += close[:, None]
     mouth[:, list(_LOWER_INNER), 1] -= close[:, None]
+    # Parted lips in the templates' terms: lips that part by MOUTH_PARTED_GAP of the inter-ocular distance
+    # beyond the subject's rest are drawn at twice that, the templates' slightly-open gap (10 mouth units), and
+    # larger openings keep their size plus it. Real lips apart while talking (teeth or the mouth's inside
+    # showing) measure 0.024-0.04 there (d3): drawn as they are, 3-5 units, the matcher saw a closed mouth.
+    # Pouted lips part at the middle as they push forward without opening: the boost fades out as the lips
+    # thicken from their own resting thickness to midway to the pout template's (POUT_THICKNESS).
+    parted = (gap_units.clamp_min(0.0) - 2 * close).clamp_min(0.0)
+    thick = (meas["lip_upper"] + meas["lip_lower"]).to(parted.device) / max(sum(calibration.lips), 1e-3)
+    unpouted = ((POUT_THICKNESS - thick) / (POUT_THICKNESS - 1.0)).clamp(0.0, 1.0)
+    boost = torch.minimum(parted, MOUTH_PARTED_GAP * units_per_iod) * unpouted / 2
+    for idx, sign in ((_UPPER_INNER, -1.0), (_LOWER_INNER, 1.0)):
+        x = mouth[:, list(idx), 0] / 50.0
+        mouth[:, list(idx), 1] += sign * boost[:, None] * (1 - x * x).clamp_min(0)
     # Lips of every thickness are drawn at the templates' thickness, kept relative to the inner lip line.
     for outer, inner, own, target in ((_UPPER_OUTER, parts.INNER_LIP_MID[0], calibration.lips[0],
                                        parts.UPPER_LIP_THICKNESS),
