@@ -85,7 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--lag", type=int, default=0)
-    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=1, help="paced latency runs (0: none, the agreement only)")
     ap.add_argument("--stages", type=int, default=2, help="2: the face stage in a thread of its own; 1: one thread")
     ap.add_argument("--agreement", default="d0,d14,d18,d19", help="labelled clips (liveportrait__ stems), or ''")
     ap.add_argument("--no-whole", action="store_true", help="skip live reading each clip whole")
@@ -100,17 +100,18 @@ def main() -> None:
         for _ in range(args.runs):
             floors.append(io_floor(clip, tmp / "floor.mp4", 512, 512) / max(info.frame_count, 1) * 1000)
             runs.append(latency(clip, tmp, args.device, args.lag, args.stages))
-        r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
-        print(f"latency: {LATENCY_CLIP} {info.width}x{info.height} {info.fps:.0f} fps at real time, layout avatar "
-              f"512x512 to .mp4, lag {args.lag}, {args.stages} stage thread(s), {args.device} "
-              f"(median of {args.runs} run(s), "
-              f"{time.strftime('%Y-%m-%d %H:%M')})")
-        print(f"  median {r['median_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['fps']:.1f} fps out, "
-              f"dropped {r['dropped']:.0f} of {r['frames']:.0f} ({r['dropped'] / max(r['frames'], 1):.1%}); "
-              f"I/O floor {statistics.median(floors):.1f} ms/frame (median latency / floor "
-              f"{r['median_ms'] / statistics.median(floors):.1f}); CPU time per frame out "
-              f"(all threads, the dropped frames' decoding too) {r['cpu_ms']:.1f} ms; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        if runs:                       # --runs 0: the agreement only
+            r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+            print(f"latency: {LATENCY_CLIP} {info.width}x{info.height} {info.fps:.0f} fps at real time, layout avatar "
+                  f"512x512 to .mp4, lag {args.lag}, {args.stages} stage thread(s), {args.device} "
+                  f"(median of {args.runs} run(s), "
+                  f"{time.strftime('%Y-%m-%d %H:%M')})")
+            print(f"  median {r['median_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['fps']:.1f} fps out, "
+                  f"dropped {r['dropped']:.0f} of {r['frames']:.0f} ({r['dropped'] / max(r['frames'], 1):.1%}); "
+                  f"I/O floor {statistics.median(floors):.1f} ms/frame (median latency / floor "
+                  f"{r['median_ms'] / statistics.median(floors):.1f}); CPU time per frame out "
+                  f"(all threads, the dropped frames' decoding too) {r['cpu_ms']:.1f} ms; load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         names = [f"liveportrait__{c.strip()}" for c in args.agreement.split(",") if c.strip()]
         if not names:
             return

@@ -317,20 +317,23 @@ BLINK_MAX_S = 0.3
 BLINK_HOLD = 0.75
 
 
-def _rolling_median(x: torch.Tensor, half: int) -> torch.Tensor:
-    """(T,) median over [t - half, t + half], the ends padded with their edge values."""
-    padded = torch.cat([x[:1].expand(half), x, x[-1:].expand(half)])
+def _rolling_median(x: torch.Tensor, half: int, trailing: bool = False) -> torch.Tensor:
+    """(T,) median over [t - half, t + half], the ends padded with their edge values; trailing: over
+    [t - 2 half, t] (the frames so far only, as live has them)."""
+    padded = torch.cat([x[:1].expand(2 * half), x]) if trailing else torch.cat([x[:1].expand(half), x, x[-1:].expand(half)])
     return padded.unfold(0, 2 * half + 1, 1).median(-1).values
 
 
-def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float) -> torch.Tensor:
-    """(T,) bool: the frames of short dips of both eyes below their own surrounding level (see BLINK_DROP)."""
+def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float, trailing: bool = False) -> torch.Tensor:
+    """(T,) bool: the frames of short dips of both eyes below their own surrounding level (see BLINK_DROP).
+    trailing (live): the level from the frames before only, and a dip still going on at the last frame counts
+    as short until it has lasted BLINK_MAX_S (a long look-down shows shut for that long at most)."""
     t = len(right)
     out = torch.zeros(t, dtype=torch.bool)
     if t < 3:
         return out
     half = max(1, int(round(BLINK_LEVEL_S * fps / 2)))
-    drop = torch.minimum(_rolling_median(right, half) - right, _rolling_median(left, half) - left)
+    drop = torch.minimum(_rolling_median(right, half, trailing) - right, _rolling_median(left, half, trailing) - left)
     longest = max(1, int(round(BLINK_MAX_S * fps)))
     # With hysteresis: a dip that reaches BLINK_DROP spans the frames around it where both eyes are more than
     # BLINK_HOLD of it below their level (the lids on their way down and up).
@@ -345,7 +348,7 @@ def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float) -> torch.T
 
 def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float,
                 hold: bool = True, wink_min_s: float = parts.WINK_MIN_S,
-                blinks: bool = False) -> dict[str, torch.Tensor]:
+                blinks: bool = False, trailing: bool = False) -> dict[str, torch.Tensor]:
     """Blinks and winks decided over both eyes, for a sequence of T consecutive frames of one face.
 
     openness: {"right", "left"}: (T,) calibrated openness (`eye_openness`); yaw: (T,) degrees
@@ -354,11 +357,11 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     above WINK_GAP_HOLD) draws the shut eye shut and the other at least WINK_OPEN; every other frame gives both eyes their mean, so a half-hearted
     one-eye squint, a foreshortened far eye or a jittery mesh never shows as a wink. Past FAR_EYE_YAW the
     far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. blinks: draw short dips
-    of both eyes shut (`blink_frames`; over a whole clip, not live). A single frame (a photo) needs no
+    of both eyes shut (`blink_frames`; trailing: from the frames so far, as live does). A single frame (a photo) needs no
     duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
-    blinking = blink_frames(right, left, fps) if blinks and len(right) > 1 \
+    blinking = blink_frames(right, left, fps, trailing) if blinks and len(right) > 1 \
         else torch.zeros(len(right), dtype=torch.bool)
     # Turned toward the image's right (positive yaw) hides the subject's left eye, and the other way round.
     # The far eye's lids are foreshortened and half hidden, so it reads more shut than it is: its closure is
@@ -511,7 +514,7 @@ class OnlineEyes:
             del self._open[0]
         seq = torch.tensor(self._open)
         eyes = paired_eyes({"right": seq[:, 0], "left": seq[:, 1]}, seq[:, 2], self.fps, hold=False,
-                           wink_min_s=self.wink_min_s)
+                           wink_min_s=self.wink_min_s, blinks=True, trailing=True)
         out = {"wink": eyes["wink"][-1:]}
         for side in ("right", "left"):
             out[side] = self._held[side] = dead_band_step(eyes[side][-1:], self._held[side], parts.EYE_DEAD_BAND)
