@@ -253,7 +253,7 @@ GLASSES_LINE = 12.0
 GLASSES_SHARE = 0.5       # glasses are worn when this share of the views show them
 # Below this face width (frame pixels across the cheeks, 100 face units) a frame's bridge is thinner than a
 # pixel: the public subjects scaled down (bench/identity.py --face-px) kept all 16 glasses answers at faces
-# 70-82 px wide and missed every pair of glasses at 47-55 px. Such a face gets a note, not a silent guess.
+# 70-82 px wide and missed every pair of glasses at 47-55 px. Such a face gets a warning, not a silent guess.
 SMALL_FACE_PX = 64.0
 
 
@@ -583,7 +583,7 @@ def identity_notes(identity: Identity) -> list[str]:
     """What a user should know about a measured identity: a face too small to see glasses on."""
     width = (identity.measured or {}).get("face_width_px")
     if width is not None and width < SMALL_FACE_PX:
-        return [f"note: the face is only {width:.0f} px wide (under {SMALL_FACE_PX:.0f}), too small to see glasses "
+        return [f"warning: the face is only {width:.0f} px wide (under {SMALL_FACE_PX:.0f}), too small to see glasses "
                 "reliably: say so with --glasses or --no-glasses, or a persona"]
     return []
 
