@@ -122,9 +122,10 @@ def head_angles(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"yaw": yaw, "pitch": pitch}
 
 
-def frontalize(mesh: torch.Tensor) -> torch.Tensor:
+def frontalize(mesh: torch.Tensor, rotation: torch.Tensor | None = None) -> torch.Tensor:
     """The mesh seen from straight ahead: (F, P, 3) points rotated about their centre by the head's
     rotation (pitch, yaw and roll taken out), in the same pixel scale; x, y stay near where the face was.
+    rotation: `head_rotation(mesh)` when the caller has it.
 
     Looking down shrinks the visible eye and a turned head foreshortens the far eye and the mouth; the
     mesh is 3-D, so measuring the frontal view removes both. A (F, P, 2) mesh is returned as it is.
@@ -132,27 +133,36 @@ def frontalize(mesh: torch.Tensor) -> torch.Tensor:
     if mesh.shape[-1] < 3:
         return mesh
     m = mesh[..., :3].float()
+    return _rotated(m, head_rotation(m) if rotation is None else rotation)
+
+
+def _rotated(m: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """(F, P, 3) points rotated by (F, 3, 3) row-vector rotations about the face's centre, kept in place."""
     centre = m[:, :468].mean(1, keepdim=True)
-    r = head_rotation(m)
-    return (m - centre) @ r.transpose(1, 2) + centre * torch.tensor([1.0, 1.0, 0.0], device=m.device)
+    return (m - centre) @ rot.transpose(1, 2) + centre * torch.tensor([1.0, 1.0, 0.0], device=m.device)
 
 
-def unturned(mesh: torch.Tensor) -> torch.Tensor:
+def unturned(mesh: torch.Tensor, rotation: torch.Tensor | None = None) -> torch.Tensor:
     """The mesh with only the head's yaw taken out: (F, P, 3) points rotated about the camera's vertical axis
     through their centre until the head faces the camera left-right, its nod and tilt kept. A (F, P, 2)
-    mesh is returned as it is."""
+    mesh is returned as it is. rotation: `head_rotation(mesh)` when the caller has it."""
     if mesh.shape[-1] < 3:
         return mesh
     m = mesh[..., :3].float()
-    centre = m[:, :468].mean(1, keepdim=True)
-    x = head_rotation(m)[:, 0]
+    x = (head_rotation(m) if rotation is None else rotation)[:, 0]
     yaw = torch.atan2(x[:, 2], x[:, 0])
     c, s = torch.cos(yaw), torch.sin(yaw)
     zero, one = torch.zeros_like(c), torch.ones_like(c)
     # Rotating by -yaw about y takes the head's x axis back into the image plane.
     rot = torch.stack([torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1),
                        torch.stack([-s, zero, c], -1)], 1)                          # (F, 3, 3), row vectors
-    return (m - centre) @ rot.transpose(1, 2) + centre * torch.tensor([1.0, 1.0, 0.0], device=m.device)
+    return _rotated(m, rot)
+
+
+def _front_and_unturned(mesh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`frontalize(mesh)`, `unturned(mesh)`) from one head rotation."""
+    rotation = head_rotation(mesh[..., :3].float()) if mesh.shape[-1] >= 3 else None
+    return frontalize(mesh, rotation), unturned(mesh, rotation)
 
 
 def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -166,12 +176,13 @@ def measure(mesh: torch.Tensor) -> dict[str, torch.Tensor]:
     3-D mesh are measured frontalized (`frontalize`), its brows and mouth with the yaw taken out (`unturned`);
     `lip_sag_level` is the mouth's curve frontalized, for the calibration.
     """
-    xy = frontalize(mesh)[..., :2]
+    front, turned = _front_and_unturned(mesh)
+    xy = front[..., :2]
     frames = local_frames(xy)
     # Brows and mouth are measured with the head's yaw taken out but its nod kept (`unturned`): a turned
     # head bent a brow or the mouth's curve as seen, but frontalized, a nod moved the brows' height above
     # the eyes and bent the mouth's curve into smiles and frowns, which the labels and the viewer do not see.
-    sxy = unturned(mesh)[..., :2]
+    sxy = turned[..., :2]
     seen = local_frames(sxy)
     out = {}
     for side, (_, lids, _, _) in _SIDES.items():
@@ -307,8 +318,8 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
 # half-open. The level is each eye's median openness over BLINK_LEVEL_S around the frame; a run of frames on
 # which both eyes sit more than BLINK_DROP below their level (extended, with hysteresis, to the frames around it
 # where both sit more than BLINK_HOLD of that below), no longer than BLINK_MAX_S (looking down at notes or a smiling
-# squint lasts longer), is drawn shut on its frames near its bottom. Over a whole clip only: live has no
-# look-ahead.
+# squint lasts longer), is drawn shut on its frames near its bottom. Live has no look-ahead: there the
+# level is the second before, and a dip still going on counts as short until it has lasted BLINK_MAX_S.
 BLINK_LEVEL_S = 1.0
 BLINK_DROP = 0.35
 BLINK_MAX_S = 0.3
@@ -601,11 +612,12 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     already (live measures each frame before it calibrates). Returns {slot: (F, C, WINDOW_SIZE, WINDOW_SIZE) float32
     in [0, 1]}, channels as parts.SLOT_CHANNELS[slot], anti-aliased and blurred by one pixel.
     """
-    xy = frontalize(mesh)[..., :2].float()
+    front, turned = _front_and_unturned(mesh)
+    xy = front[..., :2].float()
     frames = local_frames(xy)
     meas = measures if measures is not None else measure(mesh)
     local = {slot: frames[slot].to_local(xy) for slot in parts.SLOTS}   # (F, 468, 2) per slot
-    seen_xy = unturned(mesh)[..., :2].float()
+    seen_xy = turned[..., :2].float()
     seen = local_frames(seen_xy)
     for slot in ("brow_right", "brow_left", "mouth"):                    # brows and mouth unturned (see measure)
         local[slot] = seen[slot].to_local(seen_xy)
