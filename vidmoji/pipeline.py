@@ -384,11 +384,11 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
     """Calibrate, embed and match the main face of every frame, then smooth each slot over time."""
     present = np.flatnonzero(track.has_face)
     mesh = track.mesh[present]
-    calibration = subject_calibration(track)
     mesh_t = torch.from_numpy(mesh)
-    eyes = eye_sequence(mesh_t, calibration, track_fps(track))
+    meas = measure(mesh_t)                         # once, for the baseline, the eyes, the gaze and the windows
+    calibration = subject_calibration(track, meas)
+    eyes = eye_sequence(mesh_t, calibration, track_fps(track), meas)
     gaze = np.full((len(track.pts), 2, 2), np.nan, np.float32)
-    meas = measure(mesh_t)
     gaze[present] = gaze_of(meas, calibration).numpy()
     matches, candidates = part_candidates(mesh, calibration, eyes, embedder, indexes, device,
                                           track.rgb_embeddings, k, measures=meas)
@@ -1006,10 +1006,13 @@ def draw_parse(frames: torch.Tensor, faces: list[list[torch.Tensor]], parser=Non
     return out, len(index)
 
 
-def subject_calibration(track: FaceTrack) -> Calibration:
-    """The main face's baseline over the whole clip (population values for fewer than 15 face frames)."""
+def subject_calibration(track: FaceTrack, measures: dict[str, torch.Tensor] | None = None) -> Calibration:
+    """The main face's baseline over the whole clip (population values for fewer than 15 face frames);
+    measures: `measure` of its face frames' meshes when the caller has them."""
     mesh = track.mesh[track.has_face]
-    return Calibration.from_measures(measure(torch.from_numpy(mesh))) if len(mesh) >= 15 else Calibration.default()
+    if len(mesh) < 15:
+        return Calibration.default()
+    return Calibration.from_measures(measure(torch.from_numpy(mesh)) if measures is None else measures)
 
 
 def parse_media(source: Path, output: Path, options: ParseOptions) -> ParseResult:

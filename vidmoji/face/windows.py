@@ -426,9 +426,11 @@ def gaze(measures: dict[str, torch.Tensor], calibration: Calibration, hold: bool
     return _dead_band(out, parts.GAZE_DEAD_BAND) if hold and n > 1 else out
 
 
-def eye_sequence(mesh: torch.Tensor, calibration: Calibration, fps: float) -> dict[str, torch.Tensor]:
-    """The drawn openness of both eyes over T consecutive frames of one face ((T, >=468, 3) mesh)."""
-    meas = measure(mesh)
+def eye_sequence(mesh: torch.Tensor, calibration: Calibration, fps: float,
+                 measures: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The drawn openness of both eyes over T consecutive frames of one face ((T, >=468, 3) mesh);
+    measures: `measure(mesh)` when the caller has it."""
+    meas = measure(mesh) if measures is None else measures
     openness = {side: eye_openness(meas, calibration, side) for side in ("right", "left")}
     yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(len(mesh))
     return paired_eyes(openness, yaw, fps, blinks=True)
