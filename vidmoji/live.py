@@ -551,6 +551,7 @@ class LiveAvatarComposer(AvatarComposer):
         self._lock = threading.Lock()
         self._shown: tuple[float, float] = (0.0, 0.0)
         self._shown_parts: dict[str, str] = {}          # slot -> the part last shown
+        self._wanted: tuple[str, ...] = ()              # the parts last asked for (some may be stood in for)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()   # layers to draw in the background
         self._worker: threading.Thread | None = None
 
@@ -575,6 +576,7 @@ class LiveAvatarComposer(AvatarComposer):
         want = quantize_gaze(gaze)
         straight = (0.0, 0.0)
         with self._lock:
+            self._wanted = tuple(choice)
             later = [(p, straight) for p in choice if (p, straight) not in self._ready]
             # A part not drawn yet: the slot's last part shown stands in (a part never drawn with no stand-in
             # is drawn here, which only a composer used before its warm() would need).
@@ -602,6 +604,12 @@ class LiveAvatarComposer(AvatarComposer):
         elif not all((p, self._shown) in self._ready for p in pupils):
             self._shown = (0.0, 0.0)
         return self._avatar(choice, self._shown)
+
+    def on_show(self) -> set[str]:
+        """The parts on show: those last asked for and those standing in (what a composer swapped in for this
+        one must have drawn before the swap)."""
+        with self._lock:
+            return set(self._wanted) | set(self._shown_parts.values())
 
     def close(self) -> None:
         """Wait for the layers asked for to be drawn, and stop the drawing thread."""
@@ -788,9 +796,8 @@ class LivePath:
         look, hair_part = subject_look(identity, self.style, self.indexes, self.embedder, self.device)
         # Only the parts on show are drawn before the swap (drawing all of them took 1 s of CPU from the
         # frame path, 14 ms a part); the others are drawn when first chosen, the slot's last part standing in.
-        with self.composer.composer._lock:
-            on_show = set(self.composer._choice or ()) | set(self.composer.composer._shown_parts.values())
-        composer = LiveAvatarComposer(self.style, identity.skin, self.options.size, look).warm(on_show)
+        composer = LiveAvatarComposer(self.style, identity.skin, self.options.size, look).warm(
+            self.composer.composer.on_show())
         self.identity, self.hair_part, self.skin = identity, hair_part, identity.skin
         self.composer.composer = composer
 
