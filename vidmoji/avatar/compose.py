@@ -28,6 +28,8 @@ HAIR_COVER_MAX = 1.3
 # With a look, the layers drawn before the first of the other slots (hair behind, face, fringe) are blended
 # once per face part and kept.
 _BASE_SLOTS = frozenset({"hair", "face"})
+# Pixels around an eye's drawing kept when its pupils are drawn again, moved (see AvatarComposer._layer).
+_PUPIL_BOX_PAD = 2
 
 
 @dataclass(frozen=True)
@@ -142,15 +144,26 @@ class AvatarComposer:
         """A part's RGBA layer cut to the bounding box of its visible pixels, and that box on the canvas
         (None when it has none). Only the cut is kept: an eye's is a few kB where the canvas is 1 MB."""
         hair = self.look.hair_colour if self.look is not None else None
+        y0 = x0 = 0
+        pixels = None
+        if gaze != (0.0, 0.0):
+            # A pupil moves inside its eye's clip, so the eye looking ahead bounds it: only that box (and a
+            # margin for anti-aliasing) is drawn again, a tenth of the canvas's pixels.
+            ahead = self._layer(part_id, (0.0, 0.0), layer_name)[1]
+            if ahead is None:
+                return np.zeros((0, 0, 4), np.uint8), None
+            w, h = self.size, round(self.size * self.style.canvas[1] / self.style.canvas[0])
+            y0, x0 = max(ahead[0].start - _PUPIL_BOX_PAD, 0), max(ahead[1].start - _PUPIL_BOX_PAD, 0)
+            pixels = (x0, y0, min(ahead[1].stop + _PUPIL_BOX_PAD, w), min(ahead[0].stop + _PUPIL_BOX_PAD, h))
         layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size, gaze, layer_name, hair,
-                                  self._view)
+                                  self._view, pixels)
         ys, xs = np.nonzero(layer[..., 3])
         if len(ys) == 0:
             return layer[:0, :0], None
         box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
         cut = layer[box].copy()
         cut.setflags(write=False)
-        return cut, box
+        return cut, (slice(box[0].start + y0, box[0].stop + y0), slice(box[1].start + x0, box[1].stop + x0))
 
 
 def hair_crown(part) -> float | None:
