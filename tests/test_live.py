@@ -266,6 +266,19 @@ def test_online_calibration_starts_from_population_values_and_converges(face_tra
     assert after.gaze_centre is not None
 
 
+def test_a_speaker_who_starts_at_their_notes_keeps_an_open_eye_baseline(face_tracks):
+    """d3 looks down at notes, lids lowered, from about frame 60 to 150: live's open-eye baseline comes from
+    the frames that look ahead (its first two seconds), so it stays within 20% of the whole clip's right eye
+    (measured ahead later on) where the frames so far alone took it 25-34% under, and d3's blinks then drew
+    half-open."""
+    track = face_tracks("liveportrait__d3")
+    mesh = torch.from_numpy(track.mesh[track.has_face])
+    whole = Calibration.from_measures(measure(mesh)).eye_open["right"]
+    online = OnlineCalibration(30.0)
+    seen = [online.update(measure(mesh[i:i + 1])).eye_open["right"] for i in range(180)]
+    assert min(seen[60:180]) / whole > 0.8, (min(seen[60:180]), whole)
+
+
 @pytest.mark.parametrize("switching", [False, True])
 def test_two_stages_decide_every_frame_as_one_thread_does(tmp_path, monkeypatch, switching):
     """The face stage in its own thread (stages=2) hands the same frames, in order, to the rest of the frame
