@@ -248,6 +248,18 @@ def test_virtualcam_without_its_extra_is_one_line(tmp_path):
         "OBS on Windows and macOS)"]
 
 
+def test_live_eyes_reopen_when_a_blink_ends(tmp_path):
+    """Live decides each frame as it arrives: a switch cost in its smoother held d14's eyes shut for two frames
+    after three of its blinks, on eyes measured at 0.9-1.1 of their open height. Read whole, live's eyes agree
+    with the labels at 0.97 or better (0.972 / 0.961 with that cost; render 0.990 / 0.990)."""
+    tl = tmp_path / "timeline.json"
+    live_media(LiveOptions(source=str(clip("liveportrait__d14")), output=str(tmp_path / "live.mp4"), timeline=tl,
+                           size=128, device="cpu", show_status=False))
+    scores = timeline_agreement(json.loads(tl.read_text()), labels("liveportrait__d14"))
+    for eye in ("eye_left", "eye_right"):
+        assert scores[eye].accuracy >= 0.97, (eye, scores[eye].accuracy)
+
+
 def test_online_calibration_starts_from_population_values_and_converges(face_tracks):
     track = face_tracks("liveportrait__d18")
     mesh = torch.from_numpy(track.mesh[track.has_face])

@@ -72,11 +72,13 @@ LIVE_DETECT_EVERY = 1 << 30
 LIVE_PRESET = "ultrafast"
 # The eyes' switch cost in the fixed-lag Viterbi (render's is smooth.DEFAULT_SWITCH_COST, 0.3). Deciding a
 # frame as it arrives, a switch is paid before the new state shows, so at 0.3 a blink's end showed two frames
-# late; the eyes' openness is already held still by its dead band and the pair decision. Tuned on d0, d3
-# and d14 (live read whole against render: d0's loss 0.039 -> 0.013, d14's 0.029 -> 0.014), checked on
-# d9, d18, d19 and s32 (0.016 -> 0.007, 0.005, 0.051 -> 0.042, 0.038 unchanged); the cost: d3's switches on
-# still stretches 0.88 -> 1.02 a second (render: 0.54), the other clips unchanged.
-LIVE_EYE_SWITCH_COST = 0.15
+# late, and at 0.15 still one or two (d14's reopened eyes at 0.9-1.1 of the open eye drawn shut for two frames
+# after three of its blinks). The eyes' openness is already held still by its dead band, the pair decision and
+# the blink rule, so live's eyes pay nothing to switch: tuned on d14 and d3 (live read whole against render:
+# d14's loss 0.029 -> 0.014, d3's 0.073 -> 0.069), checked on d0, d18, d19 and s32 (the same timelines' scores,
+# 0.000, 0.024, 0.038, 0.012), with the same still-stretch switches on every clip (d3 0.82 a second, d0 0.22,
+# d18 0.54).
+LIVE_EYE_SWITCH_COST = 0.0
 # Without a persona, identity is measured from up to IDENTITY_VIEWS views over the first IDENTITY_S seconds.
 IDENTITY_S = 2.0
 IDENTITY_VIEWS = 6
