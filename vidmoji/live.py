@@ -620,6 +620,7 @@ class LiveAvatarComposer(AvatarComposer):
             self._worker.join()
 
     def _drawer(self) -> None:
+        background_priority()
         while (keys := self._queue.get()) is not None:
             self._draw(keys)
 
@@ -629,6 +630,21 @@ class LiveAvatarComposer(AvatarComposer):
             with self._lock:
                 self._ready.add((part_id, gaze))
                 self._drawing.discard((part_id, gaze))
+
+
+# The nice value of the threads that work beside the frame path (the identity, layers drawn ahead): on a
+# small CPU they took their share of it from the frame's own stages, and a frame waiting for a core shows as
+# latency and drops. Linux schedules threads one by one, so this lowers only the calling thread.
+BACKGROUND_NICE = 10
+
+
+def background_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux; elsewhere nothing changes)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        except (OSError, AttributeError):
+            pass
 
 
 @dataclass
@@ -794,6 +810,7 @@ class LivePath:
 
     def _settle_identity(self, views) -> None:
         """Measure the subject's identity, draw the parts in its skin and look, then swap them in."""
+        background_priority()
         identity = apply_overrides(measure_identity(views, self.device), self.overrides)
         look, hair_part = subject_look(identity, self.style, self.indexes, self.embedder, self.device)
         # Only the parts on show are drawn before the swap (drawing all of them took 1 s of CPU from the
