@@ -1,6 +1,6 @@
 """How well the chosen parts agree with the per-frame labels, per embedder, style and part.
 
-    python bench/agreement.py [--embedders ae,pca] [--device auto]
+    python bench/agreement.py [--embedders ae,pca] [--device auto] [--only-expressions] [--face-px 60,90]
 
 For each labelled clip in ../shared/media (liveportrait d0, d14, d18, d19) it runs pass 1 of the pipeline
 once, then for every embedder and style prints the agreement of the nearest part (before smoothing) and of
@@ -12,6 +12,9 @@ per style: balanced agreement with the hand-labelled frames of hand_expressions.
 horizontal gaze, smile, brows; `unsure` left out), part switches per second on still stretches, the share
 of no-wink frames drawn with one eye shut and the other open (phantom winks), and the labels' certain
 winks shown.
+With --face-px, the same tables again for every clip scaled down (area-averaged, as a smaller camera would see
+it: bench/identity.py's `_scaled_copy`) so that its face is that many pixels wide across the cheeks (the median
+over the clip of the distance between parts.FACE_SIDES), once per width: low-resolution talk footage.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from identity import _scaled_copy  # noqa: E402
+from vidmoji import parts  # noqa: E402
 
 from vidmoji.avatar.index import load_indexes  # noqa: E402
 from vidmoji.avatar.templates import list_styles, load_style  # noqa: E402
@@ -90,16 +98,16 @@ def still_rate(rows: dict[str, np.ndarray], pts: np.ndarray, lab: dict) -> float
     return switches / seconds if seconds else float("nan")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--embedders", default="ae,pca")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--only-expressions", action="store_true", help="print only the second table")
-    args = ap.parse_args()
-    device = choose_device(args.device)
-    tracks = {c: track_faces(MEDIA / "video" / f"{c}.mp4", device) for c in ALL_LABELLED}
-    if args.only_expressions:
-        for name in args.embedders.split(","):
+def face_width_px(track) -> float:
+    """The main face's median width in pixels across the cheeks (parts.FACE_SIDES) over the clip."""
+    mesh = track.mesh[track.has_face][:, list(parts.FACE_SIDES), :2]
+    return float(np.median(np.linalg.norm(mesh[:, 1] - mesh[:, 0], axis=-1)))
+
+
+def tables(tracks: dict, embedders: list[str], device, only_expressions: bool) -> None:
+    """Both tables (or the second alone) for the tracked clips."""
+    if only_expressions:
+        for name in embedders:
             embedder = load_embedder(name, device)
             print(f"\nembedder {name}")
             expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
@@ -109,7 +117,7 @@ def main() -> None:
                                                     f"{k if k == 'smile' else s} smoothed" for s, k in COLUMNS)
           + " | still switches/s |")
     print("|" + "---|" * (4 + 2 * len(COLUMNS)))
-    for name in args.embedders.split(","):
+    for name in embedders:
         embedder = load_embedder(name, device)
         for style_name in list_styles():
             indexes = load_indexes(load_style(style_name), embedder, device, log=lambda m: None)
@@ -131,6 +139,38 @@ def main() -> None:
         print(f"\nembedder {name}")
         expression_table(tracks, embedder, {s: load_indexes(load_style(s), embedder, device, log=lambda m: None)
                                             for s in list_styles()}, device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--embedders", default="ae,pca")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--only-expressions", action="store_true", help="print only the second table")
+    ap.add_argument("--face-px", default="", help="face widths in pixels to score again at, e.g. 60,90")
+    args = ap.parse_args()
+    try:
+        widths = [float(v) for v in args.face_px.split(",") if v.strip()]
+    except ValueError:
+        sys.exit(f"--face-px: expected widths in pixels such as 60,90, got {args.face_px!r}")
+    if any(w < 8 for w in widths):
+        sys.exit(f"--face-px: widths must be at least 8 pixels, got {args.face_px!r}")
+    if not MEDIA.is_dir():
+        sys.exit(f"labelled clips not found: {MEDIA}")
+    device = choose_device(args.device)
+    embedders = args.embedders.split(",")
+    tracks = {c: track_faces(MEDIA / "video" / f"{c}.mp4", device) for c in ALL_LABELLED}
+    tables(tracks, embedders, device, args.only_expressions)
+    with tempfile.TemporaryDirectory() as tmp:
+        for px in widths:
+            small = {}
+            for clip, track in tracks.items():
+                width = face_width_px(track)
+                scale = px / width
+                print(f"{clip}: face {width:.0f} px wide, scaled by {min(scale, 1.0):.3f}", file=sys.stderr)
+                src = MEDIA / "video" / f"{clip}.mp4"
+                small[clip] = track_faces(_scaled_copy(src, scale, Path(tmp)) if scale < 1 else src, device)
+            print(f"\n## Faces scaled to {px:.0f} px wide")
+            tables(small, embedders, device, args.only_expressions)
 
 
 if __name__ == "__main__":

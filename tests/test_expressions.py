@@ -68,6 +68,17 @@ def test_one_lid_reopening_late_after_a_blink_is_not_a_wink():
     assert (r[3:7] < 0.2).all() and (l[3:7] < 0.2).all(), "the blink itself must show"
 
 
+def test_the_lid_on_its_way_down_and_up_is_not_the_wink():
+    """A wink is drawn from the first to the last frame its eye is near its bottom: the frame before, with the
+    lid halfway down (iris showing), moves both eyes together, as does the frame the lid is halfway up."""
+    right = [1.0] * 3 + [0.3] + [0.0] * 8 + [0.35] + [1.0] * 3
+    left = [1.0] * 16
+    r, l, wink = _pair(right, left)
+    assert wink[4:12].all() and (r[4:12] == 0).all()
+    assert not wink[3] and not wink[12], "the lid's way down or up was drawn as the wink"
+    assert r[3] == l[3] and r[12] == l[12]
+
+
 def _blink_pair(right, left, fps=30.0):
     t = len(right)
     out = paired_eyes({"right": torch.tensor(right, dtype=torch.float32),
@@ -199,7 +210,7 @@ def test_hand_labelled_frames(choices):
             if s is not None:
                 predicted[(name, i)] = s
     got = hand_agreement(hand, predicted)
-    floors = {"eye_left": 0.97, "eye_right": 0.97, "mouth": 0.95, "gaze_h": 0.9, "smile": 0.89, "brows": 0.78}
+    floors = {"eye_left": 0.975, "eye_right": 0.975, "mouth": 0.95, "gaze_h": 0.9, "smile": 0.89, "brows": 0.78}
     low = {k: round(a.balanced, 3) for k, a in got.items() if not a.balanced >= floors[k]}
     assert not low, f"below the floor: {low} (floors {floors})"
 
@@ -213,6 +224,19 @@ def test_no_phantom_winks(choices, name):
     eyes = {s: [f[s] if f else None for f in states] for s in ("eye_left", "eye_right")}
     share = phantom_wink_share(labels(name), eyes)
     assert share < 0.005, f"{name}: one eye shut and the other open on {share:.1%} of no-wink frames"
+
+
+@needs_media
+def test_d3_phantom_winks_are_only_where_the_labels_disagree(choices):
+    """d3's one-eye frames outside its labelled winks: only 18-20, the end of its first wink, where the
+    tracker labels see both eyes shut and the hand labels (frame 18) and the frames themselves show the right
+    eye open; the lid's way down into the second wink (frame 28, both eyes open by hand) is no wink."""
+    track, ch, idx = choices("liveportrait__d3")
+    lab = labels("liveportrait__d3")
+    states = _states(track, ch, idx)
+    phantom = [i for i, f in enumerate(states) if f is not None and lab["eye_left"][i] is not None
+               and lab["eye_left"][i] == lab["eye_right"][i] and f["eye_left"] != f["eye_right"]]
+    assert set(phantom) <= {18, 19, 20}, f"d3: one eye shut and the other open on frames {phantom}"
 
 
 @needs_media

@@ -397,6 +397,15 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
                 continue
             for c, d in _runs(clear[a:b]):
                 if d - c >= min_frames:
+                    # The lid still travelling into the wink or out of it is not the wink (d3 frame 28: the
+                    # right lid halfway down, its iris showing, the next frame shut: drawn shut a frame
+                    # early): at each end of the run, a frame more than the eye's wander (EYE_DEAD_BAND) more
+                    # open than its neighbour inside the run moves both eyes together. A squint held part-shut
+                    # (d19: 0.1-0.4 for frames on end) moves less than that from frame to frame and stays.
+                    while b - a > 1 and shut[a] - shut[a + 1] > parts.EYE_DEAD_BAND:
+                        a += 1
+                    while b - a > 1 and shut[b - 1] - shut[b - 2] > parts.EYE_DEAD_BAND:
+                        b -= 1
                     out_shut[a:b] = 0.0
                     out_other[a:b] = other[a:b].clamp_min(parts.WINK_OPEN)
                     winking[a:b] = True
