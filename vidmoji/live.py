@@ -1043,7 +1043,11 @@ class _FaceThread:
     when the stages' wall-clock time is more than STARVED times their CPU time (this thread hands over its
     last frame, then a _Serial), trying again after a back-off (2 s, doubling to 16 s)."""
 
-    STARVED = 1.5
+    # On an idle 2-core CPU the two stages' wall-clock time runs 1.3-1.5 times their CPU time (they share the
+    # GIL, and the identity's measuring bursts beside them); at 1.5 the stages went serial half of the time
+    # there (s32 at real time: 51% overlapped, 30-42 of 180 frames dropped), where serial (39 ms a frame) cannot
+    # keep up. Other programs holding the cores make it 2 and more.
+    STARVED = 2.0
     WINDOW = 15
     IDLE_TO_OVERLAP = 0.6
     BEHIND = 0.9              # serial's mean time a frame over this share of the frame period: overlap
