@@ -525,6 +525,13 @@ def _segmenter(device: str):
     return PersonSegmenter(device)
 
 
+def warm_segmenter(device: torch.device | str = "cpu") -> None:
+    """Load the person segmenter and run it once (a first call sets up its kernels): live does this before
+    its stream starts, not in the middle of it, when the identity is measured."""
+    with torch.inference_mode():
+        _segmenter(str(device)).segment_images(torch.zeros((1, 3, 256, 256), device=device))
+
+
 def measure_identity(samples: list[HeadSample], device: torch.device | str = "cpu") -> Identity:
     """The identity of the subject seen in `samples` (IdentitySampler views of one clip or photo)."""
     if not samples:

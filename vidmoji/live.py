@@ -42,7 +42,7 @@ from vidmoji.embed.registry import load_embedder
 from vidmoji.errors import VidmojiError
 from vidmoji.face.windows import OnlineCalibration, OnlineEyes, head_angles, measure
 from vidmoji.identity import (IdentityOverrides, IdentitySampler, apply_overrides, check_overrides,
-                              identity_timeline, measure_identity, read_persona)
+                              identity_timeline, measure_identity, read_persona, warm_segmenter)
 from vidmoji.pipeline import (TOP_K, FaceStage, FrameComposer, _output_size, chosen_similarity, part_candidates,
                               subject_look,
                               timeline_entry, timeline_document)
@@ -764,11 +764,13 @@ class LivePath:
 
     def warm(self, width: int, height: int) -> None:
         """Run what the first frames run for the first time (the detector on a frame of the source's size, each
-        slot's embedder) before the source starts: first calls set up their kernels, and the detector's first
+        slot's embedder, the person segmenter the identity needs) before the source starts: first calls set up their kernels, and the detector's first
         took 180 ms against 120 after, which the stream's first frame paid as latency. Nothing is kept."""
         with torch.inference_mode():
             self.stage.locator.detector.detect(torch.zeros((1, height, width, 3), dtype=torch.uint8,
                                                            device=self.device))
+            if self._views is not None:            # the identity will be measured from the stream
+                warm_segmenter(self.device)
             if self.embedder.kind != "rgb":
                 for slot in parts.SLOTS:
                     embed_slot(self.embedder, slot, torch.zeros(
