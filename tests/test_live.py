@@ -134,12 +134,37 @@ def _get(url: str) -> tuple[str, bytes]:
         return r.headers.get("Content-Type"), r.read()
 
 
+def _looped(name: str, loops: int, out: Path) -> Path:
+    """The clip `loops` times in a row as one MPEG-TS file, remuxed (no re-encoding): a source that does not
+    end while a slow machine is still looking at what is served from it."""
+    with av.open(str(out), "w", format="mpegts") as dst:
+        stream, offset = None, 0
+        for _ in range(loops):
+            with av.open(str(clip(name))) as src:
+                if stream is None:
+                    stream = dst.add_stream_from_template(src.streams.video[0])
+                end = 0
+                for packet in src.demux(src.streams.video[0]):
+                    if packet.dts is None:
+                        continue
+                    end = max(end, packet.pts + (packet.duration or 0))
+                    packet.pts += offset
+                    packet.dts += offset
+                    packet.stream = stream
+                    dst.mux(packet)
+                offset += end
+    return out
+
+
 def test_served_page_shows_the_avatar_and_ctrl_c_stops_cleanly(tmp_path):
     from browser import chromium_or_skip, screenshot
     chromium_or_skip()
     port = _free_port()
     base = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen(_cli("--source", str(clip("liveportrait__d14")), "--realtime", "--serve", f"127.0.0.1:{port}",
+    # d14 three times over (54 s): under a loaded test run the page's screenshot took longer than d14's 18 s
+    # once, and the stream ended before the Ctrl-C this test sends.
+    source = _looped("liveportrait__d14", 3, tmp_path / "d14x3.ts")
+    proc = subprocess.Popen(_cli("--source", str(source), "--realtime", "--serve", f"127.0.0.1:{port}",
                                  "--size", "256", "--device", "cpu"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     try:
