@@ -764,8 +764,9 @@ class LivePath:
 
     def warm(self, width: int, height: int) -> None:
         """Run what the first frames run for the first time (the detector on a frame of the source's size, each
-        slot's embedder, the person segmenter the identity needs) before the source starts: first calls set up their kernels, and the detector's first
-        took 180 ms against 120 after, which the stream's first frame paid as latency. Nothing is kept."""
+        slot's embedder, the person segmenter the identity needs) before the source starts: first calls set
+        up their kernels (the detector's first took 180 ms against 120 after), which the stream's first frames
+        paid as latency. Nothing is kept."""
         with torch.inference_mode():
             self.stage.locator.detector.detect(torch.zeros((1, height, width, 3), dtype=torch.uint8,
                                                            device=self.device))
@@ -911,12 +912,12 @@ def _live(options: LiveOptions) -> LiveResult:
             log(f"serving the avatar on {serve.url} (OBS: add a Browser Source with this address)")
         if options.sink == "virtualcam":
             sinks.append(VirtualCamSink(width, height, source.fps))
+        path.warm(first_w, first_h)
     except BaseException:
         for sink in sinks:
             sink.abort()
         source.stop()
         raise
-    path.warm(first_w, first_h)
     try:
         stopped, expected = _run(source, path, sinks, counters, options)
     finally:
