@@ -37,10 +37,13 @@ def chromium_or_skip() -> str:
 
 
 def screenshot(url: str, out_png: Path, size: tuple[int, int] = (512, 512), wait_ms: int = 0,
-               transparent: bool = False, timeout: float = 60.0) -> np.ndarray:
+               transparent: bool = False, timeout: float = 60.0, real_ms: int = 0) -> np.ndarray:
     """Open url in headless Chromium, screenshot it at size (w, h) to out_png; returns (h, w, 3|4) uint8.
 
     wait_ms: virtual time to let the page run (animations, scripts) before the picture is taken.
+    real_ms: instead, the picture is taken after this many real milliseconds, for a page that never stops
+    fetching (virtual time stands still while a fetch is pending, so a live page's picture came only when
+    its stream ended).
     transparent: keep the page's transparent background (RGBA) instead of white.
     """
     import cv2
@@ -49,7 +52,9 @@ def screenshot(url: str, out_png: Path, size: tuple[int, int] = (512, 512), wait
     with tempfile.TemporaryDirectory() as profile:
         cmd = [chromium, *_FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
                f"--screenshot={out_png}"]
-        if wait_ms:
+        if real_ms:
+            cmd.append(f"--timeout={int(real_ms)}")
+        elif wait_ms:
             cmd.append(f"--virtual-time-budget={int(wait_ms)}")
         if transparent:
             cmd.append("--default-background-color=00000000")

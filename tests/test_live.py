@@ -161,12 +161,15 @@ def test_served_page_shows_the_avatar_and_ctrl_c_stops_cleanly(tmp_path):
     chromium_or_skip()
     port = _free_port()
     base = f"http://127.0.0.1:{port}/"
-    # d14 three times over (54 s): under a loaded test run the page's screenshot took longer than d14's 18 s
-    # once, and the stream ended before the Ctrl-C this test sends.
+    # d14 three times over (54 s), so that a slow machine cannot see the stream end before the Ctrl-C this
+    # test sends.
     source = _looped("liveportrait__d14", 3, tmp_path / "d14x3.ts")
+    # Ctrl-C as a terminal sends it: a test run started in the background (`make test &` in a script) has
+    # SIGINT ignored, which its children inherit, and vidmoji then rightly ignores it too.
     proc = subprocess.Popen(_cli("--source", str(source), "--realtime", "--serve", f"127.0.0.1:{port}",
                                  "--size", "256", "--device", "cpu"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         status = None
@@ -189,7 +192,9 @@ def test_served_page_shows_the_avatar_and_ctrl_c_stops_cleanly(tmp_path):
         alpha = frame[..., 3]
         # The avatar, on a transparent background.
         assert 0.1 < (alpha > 0).mean() < 0.9 and alpha[0, 0] == 0
-        shot = screenshot(base, tmp_path / "page.png", (256, 256), wait_ms=1500, transparent=True)
+        started = time.time()
+        shot = screenshot(base, tmp_path / "page.png", (256, 256), real_ms=3000, transparent=True)
+        assert proc.poll() is None, f"the stream ended while the page was screenshot ({time.time() - started:.0f} s)"
         drawn = shot[..., 3] > 0 if shot.shape[2] == 4 else np.any(shot[..., :3] < 240, axis=2)
         assert 0.1 < drawn.mean() < 0.9
         # The face's skin: the most common drawn colour is warm (red above blue).
