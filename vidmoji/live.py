@@ -37,7 +37,6 @@ from vidmoji.avatar.compose import AvatarComposer, head_pose
 from vidmoji.avatar.index import load_indexes
 from vidmoji.avatar.templates import load_style, quantize_gaze
 from vidmoji.device import choose_device
-from vidmoji.embed.base import embed_slot
 from vidmoji.embed.registry import load_embedder
 from vidmoji.errors import VidmojiError
 from vidmoji.face.windows import OnlineCalibration, OnlineEyes, head_angles, measure
@@ -715,8 +714,12 @@ class LivePath:
         self.timeline: list[dict] = []
 
     def _warm_models(self) -> None:
-        """Run the face stage once on the bundled photo, so the first frames do not pay for the models'
-        first calls; then forget it."""
+        """Run the face stage on the bundled photo (twice: TorchScript optimises a frozen network on its first
+        runs, which took the mesh 52 and 20 ms against 4 after), and load and run the person segmenter when the
+        identity will be measured from the stream (it was loaded mid-stream), so the first frames do not pay
+        for the models' first calls; then forget it."""
+        if self._views is not None:
+            warm_segmenter(self.device)
         photo = cv2.imread(str(Path(__file__).with_name("data") / "astronaut.png"), cv2.IMREAD_COLOR)
         if photo is not None:
             frame = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)[None]
@@ -761,21 +764,6 @@ class LivePath:
         self.pending.append(pending)
         return self._decide({s: c[0][0] for s, c in candidates.items()}, {s: c[1][0] for s, c in candidates.items()},
                             pending)
-
-    def warm(self, width: int, height: int) -> None:
-        """Run what the first frames run for the first time (the detector on a frame of the source's size, each
-        slot's embedder, the person segmenter the identity needs) before the source starts: first calls set
-        up their kernels (the detector's first took 180 ms against 120 after), which the stream's first frames
-        paid as latency. Nothing is kept."""
-        with torch.inference_mode():
-            self.stage.locator.detector.detect(torch.zeros((1, height, width, 3), dtype=torch.uint8,
-                                                           device=self.device))
-            if self._views is not None:            # the identity will be measured from the stream
-                warm_segmenter(self.device)
-            if self.embedder.kind != "rgb":
-                for slot in parts.SLOTS:
-                    embed_slot(self.embedder, slot, torch.zeros(
-                        (1, len(parts.SLOT_CHANNELS[slot]), parts.WINDOW_SIZE, parts.WINDOW_SIZE), device=self.device))
 
     def _decide(self, ids, sims, pending) -> list:
         rows = {s: self.smoothers[s].push(ids[s], sims[s]) for s in parts.SLOTS}
@@ -912,7 +900,6 @@ def _live(options: LiveOptions) -> LiveResult:
             log(f"serving the avatar on {serve.url} (OBS: add a Browser Source with this address)")
         if options.sink == "virtualcam":
             sinks.append(VirtualCamSink(width, height, source.fps))
-        path.warm(first_w, first_h)
     except BaseException:
         for sink in sinks:
             sink.abort()

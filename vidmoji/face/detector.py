@@ -414,9 +414,6 @@ def load_network(net: nn.Module, filename: str, device: torch.device) -> nn.Modu
     return net.to(device, memory_format=torch.channels_last).eval()
 
 
-FROZEN_WARM_RUNS = 3
-
-
 def frozen_network(net: nn.Module, example: torch.Tensor) -> nn.Module:
     """`net` traced on an example input (on its device) and frozen with TorchScript: the same layers and
     results (bit for bit on the CPU), without the Python interpreter between them. That interpreter is about
@@ -427,11 +424,6 @@ def frozen_network(net: nn.Module, example: torch.Tensor) -> nn.Module:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            frozen = torch.jit.freeze(torch.jit.trace(net.eval(), example, check_trace=False))
-            # TorchScript profiles a module's first runs and optimises it then: the mesh's first two calls
-            # took 52 and 20 ms against 4 after. They are made here, not on a live stream's first frames.
-            for _ in range(FROZEN_WARM_RUNS):
-                frozen(example)
-            return frozen
+            return torch.jit.freeze(torch.jit.trace(net.eval(), example, check_trace=False))
     except Exception:  # noqa: BLE001 (an optimisation: the eager network is always right)
         return net

@@ -255,12 +255,8 @@ class Calibration:
         """
         if len(measures["lip_gap"]) < 15:
             return cls.default()
-        eye_open, brow_rest = {}, {}
-        for side in ("right", "left"):
-            h = measures[f"eye_{side}"].float()
-            plausible = h[h > 0.7 * torch.quantile(h, 0.9)]
-            eye_open[side] = float(plausible.median())
-            brow_rest[side] = float(measures[f"brow_{side}"].float().median())
+        eye_open = open_eyes(measures)
+        brow_rest = {side: float(measures[f"brow_{side}"].float().median()) for side in ("right", "left")}
         brow_shape = {side: tuple(float(v) for v in measures[f"brow_shape_{side}"].float().median(0).values)
                       for side in ("right", "left")}
         rest_gap = min(float(torch.quantile(measures["lip_gap"].float(), 0.1)), parts.REST_GAP_CAP)
@@ -280,6 +276,16 @@ class Calibration:
             gaze_centre = {side: tuple(float(v) for v in measures[f"iris_{side}"].float().median(0).values)
                            for side in ("right", "left")}
         return cls(eye_open, brow_rest, max(rest_gap, 0.0), lips, brow_shape, mouth_sag, gaze_centre)
+
+
+def open_eyes(measures: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each eye's open height over frames of `measure()`: the median over plausibly open frames (above 70% of
+    the 90th percentile; see `Calibration.from_measures`)."""
+    out = {}
+    for side in ("right", "left"):
+        h = measures[f"eye_{side}"].float()
+        out[side] = float(h[h > 0.7 * torch.quantile(h, 0.9)].median())
+    return out
 
 
 def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
@@ -526,8 +532,8 @@ class OnlineCalibration:
             calibration = Calibration.from_measures(stacked)
             ahead = _looking_ahead(stacked)
             if ahead is not None and int(ahead.sum()) >= ONLINE_MIN_FRAMES and not bool(ahead.all()):
-                gated = Calibration.from_measures({k: v[ahead] for k, v in stacked.items()})
-                calibration = replace(calibration, eye_open=gated.eye_open)
+                calibration = replace(calibration, eye_open=open_eyes(
+                    {f"eye_{side}": stacked[f"eye_{side}"][ahead] for side in ("right", "left")}))
             self.calibration = _shrunk(calibration, self._count)
         return self.calibration
 
