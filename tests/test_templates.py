@@ -253,24 +253,30 @@ def test_the_rasteriser_gives_the_pngs_pixels(name):
 
 
 @pytest.mark.parametrize("name", STYLES)
-def test_a_moved_pupil_redraws_only_its_eye_and_matches_the_whole_canvas(name):
-    """AvatarComposer draws an eye looking elsewhere in the box of the eye looking ahead only: the layer
-    equals the part drawn on the whole canvas (within a level of 255 at a few pixels), for looks to the far
-    corners, with and without hair."""
+def test_a_moved_pupil_is_composed_in_its_eye_and_matches_cairo(name):
+    """AvatarComposer composes an eye looking elsewhere from its pupil sprites (the pieces under and over the
+    pupils, their clip, the pupils drawn unclipped) in the box of the eye looking ahead: the layer matches
+    the part drawn by cairo with its pupils moved, on the whole canvas, for looks to the far corners and a
+    sub-pixel one, with and without hair. Compared premultiplied over the drawn pixels: a pupil one pixel off,
+    or blurred by moving it at the output's resolution, was 3-4 levels off on average there."""
     style = load_style(name)
     hair = next(p.id for p in style.parts if p.slot == "hair" and p.state != "bald")
     for look in (None, Look(hair=hair)):
         composer = AvatarComposer(style, "dark", 256, look)
         for p in [q for q in style.parts if has_pupils(q)][::3]:
-            for gaze in ((1.0, 1.0), (-1.0, -1.0), (0.35, -0.6)):
+            for gaze in ((1.0, 1.0), (-1.0, -1.0), (0.35, -0.6), (0.05, 0.0)):
                 whole = render_part_layer(style, p, "dark", 256, gaze, "", None, avatar_view(style, look))
                 cut, box = composer._layer(p.id, gaze, "")
                 assert cut.shape[0] * cut.shape[1] < 0.2 * whole.shape[0] * whole.shape[1]
                 drawn = np.zeros_like(whole)
                 drawn[box] = cut
-                # Exactly equal but for cairo's rounding at the moved origin: one level at a few pixels.
-                diff = np.abs(drawn.astype(int) - whole)
-                assert diff.max() <= 1 and (diff > 0).sum() <= 4, f"{p.id} {gaze} {look}"
+                ours, cairo = (a.astype(np.float32) for a in (drawn, whole))
+                for a in (ours, cairo):
+                    a[..., :3] *= a[..., 3:] / 255.0
+                where = (ours[..., 3] > 0) | (cairo[..., 3] > 0)
+                diff = np.abs(ours - cairo)[where]
+                # Anti-aliased edges differ a little (cairo's clip coverage, the sprite averaged down).
+                assert diff.mean() < 1.5 and np.percentile(diff.max(1), 99) < 32, f"{p.id} {gaze} {look}"
 
 
 # --- snapshots --------------------------------------------------------------------------------------------

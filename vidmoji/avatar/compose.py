@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from vidmoji import parts
-from vidmoji.avatar.templates import (Look, Style, avatar_view, draw_order, has_pupils, quantize_gaze,
-                                      render_part_layer, render_rgba, window_frame)
+from vidmoji.avatar.templates import (PUPIL_TRAVEL, Look, Style, avatar_view, draw_order, has_pupils,
+                                      quantize_gaze, render_part_layer, render_rgba, window_frame)
 
 BACKGROUND = (245, 245, 240)
 # The avatar's head follows the face's scale and position only within these bounds, so a face walking
@@ -30,6 +30,9 @@ HAIR_COVER_MAX = 1.3
 _BASE_SLOTS = frozenset({"hair", "face"})
 # Pixels around an eye's drawing kept when its pupils are drawn again, moved (see AvatarComposer._layer).
 _PUPIL_BOX_PAD = 2
+# The unclipped pupils are drawn at this many times the output's resolution and moved there, then averaged
+# down: moved at the output's own resolution, bilinear sampling blurred their edges by up to half a pixel.
+_PUPIL_SUPERSAMPLE = 4
 
 
 @dataclass(frozen=True)
@@ -142,21 +145,17 @@ class AvatarComposer:
     def _layer(self, part_id: str, gaze: tuple[float, float], layer_name: str = ""
                ) -> tuple[np.ndarray, tuple[slice, slice] | None]:
         """A part's RGBA layer cut to the bounding box of its visible pixels, and that box on the canvas
-        (None when it has none). Only the cut is kept: an eye's is a few kB where the canvas is 1 MB."""
-        hair = self.look.hair_colour if self.look is not None else None
-        y0 = x0 = 0
-        pixels = None
+        (None when it has none). Only the cut is kept: an eye's is a few kB where the canvas is 1 MB. An eye
+        looking elsewhere is composed from its pupil sprites (`_pupils_moved`), not drawn again."""
         if gaze != (0.0, 0.0):
-            # A pupil moves inside its eye's clip, so the eye looking ahead bounds it: only that box (and a
-            # margin for anti-aliasing) is drawn again, a tenth of the canvas's pixels.
-            ahead = self._layer(part_id, (0.0, 0.0), layer_name)[1]
-            if ahead is None:
+            sprites = self._pupil_sprites(part_id, layer_name)
+            if sprites is None:
                 return np.zeros((0, 0, 4), np.uint8), None
-            w, h = self.size, round(self.size * self.style.canvas[1] / self.style.canvas[0])
-            y0, x0 = max(ahead[0].start - _PUPIL_BOX_PAD, 0), max(ahead[1].start - _PUPIL_BOX_PAD, 0)
-            pixels = (x0, y0, min(ahead[1].stop + _PUPIL_BOX_PAD, w), min(ahead[0].stop + _PUPIL_BOX_PAD, h))
-        layer = render_part_layer(self.style, self._parts[part_id], self.skin, self.size, gaze, layer_name, hair,
-                                  self._view, pixels)
+            layer, y0, x0 = self._pupils_moved(sprites, gaze), sprites.box[1], sprites.box[0]
+        else:
+            hair = self.look.hair_colour if self.look is not None else None
+            layer, y0, x0 = render_part_layer(self.style, self._parts[part_id], self.skin, self.size, gaze,
+                                              layer_name, hair, self._view), 0, 0
         ys, xs = np.nonzero(layer[..., 3])
         if len(ys) == 0:
             return layer[:0, :0], None
@@ -164,6 +163,85 @@ class AvatarComposer:
         cut = layer[box].copy()
         cut.setflags(write=False)
         return cut, (slice(box[0].start + y0, box[0].stop + y0), slice(box[1].start + x0, box[1].stop + x0))
+
+    def _pixels_per_unit(self, slot: str) -> float:
+        """Output pixels per unit of a part of the slot (parts are drawn 100 units to an eye's width)."""
+        side = self._view[2] if self._view is not None else float(self.style.canvas[0])
+        return self.style.placement(slot).scale * self.size / side
+
+    @lru_cache(maxsize=128)
+    def _pupil_sprites(self, part_id: str, layer_name: str = "") -> "_PupilSprites | None":
+        """The pieces an eye looking anywhere is composed from: what is drawn under and over its pupils and
+        the pupils' clip, in the box of the eye looking ahead (and _PUPIL_BOX_PAD pixels for anti-aliasing:
+        a pupil moves inside its eye's clip, so that box bounds it), and the pupils unclipped, in that box
+        grown by their furthest travel. None: the part draws nothing."""
+        ahead = self._layer(part_id, (0.0, 0.0), layer_name)[1]
+        if ahead is None:
+            return None
+        part = self._parts[part_id]
+        hair = self.look.hair_colour if self.look is not None else None
+        w, h = self.size, round(self.size * self.style.canvas[1] / self.style.canvas[0])
+        box = (max(ahead[1].start - _PUPIL_BOX_PAD, 0), max(ahead[0].start - _PUPIL_BOX_PAD, 0),
+               min(ahead[1].stop + _PUPIL_BOX_PAD, w), min(ahead[0].stop + _PUPIL_BOX_PAD, h))
+        unit = self._pixels_per_unit(part.slot)
+        margin = (int(np.ceil(PUPIL_TRAVEL[0] * unit)) + 2, int(np.ceil(PUPIL_TRAVEL[1] * unit)) + 2)
+        grown = (box[0] - margin[0], box[1] - margin[1], box[2] + margin[0], box[3] + margin[1])
+
+        def piece(name: str, pixels, scale: int = 1) -> np.ndarray:
+            return _premultiplied(render_part_layer(self.style, part, self.skin, self.size * scale, None, layer_name,
+                                                    hair, self._view, tuple(v * scale for v in pixels), piece=name))
+
+        return _PupilSprites(box, margin, unit, piece("under", box), piece("over", box),
+                             piece("clip", box)[..., 3:] / 255.0, piece("pupil", grown, _PUPIL_SUPERSAMPLE))
+
+    @staticmethod
+    def _pupils_moved(sprites: "_PupilSprites", gaze: tuple[float, float]) -> np.ndarray:
+        """The eye with its pupils moved toward gaze, (box height, box width, 4) uint8 straight-alpha RGBA: the
+        pupils shifted by gaze times PUPIL_TRAVEL (sub-pixel, bilinear, premultiplied), masked by their clip,
+        between the pieces under and over them (what cairo draws, within a few levels at anti-aliased edges)."""
+        bw, bh = sprites.box[2] - sprites.box[0], sprites.box[3] - sprites.box[1]
+        k = _PUPIL_SUPERSAMPLE
+        dx = (gaze[0] * PUPIL_TRAVEL[0] * sprites.unit - sprites.margin[0]) * k
+        dy = (gaze[1] * PUPIL_TRAVEL[1] * sprites.unit - sprites.margin[1]) * k
+        pupil = cv2.warpAffine(sprites.pupil, np.float32([[1, 0, dx], [0, 1, dy]]), (bw * k, bh * k),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        pupil = cv2.resize(pupil, (bw, bh), interpolation=cv2.INTER_AREA) * sprites.clip
+        out = pupil + sprites.under * (1.0 - pupil[..., 3:] / 255.0)
+        out = sprites.over + out * (1.0 - sprites.over[..., 3:] / 255.0)
+        return _straight(out)
+
+
+@dataclass(frozen=True)
+class _PupilSprites:
+    """An eye's pieces for moving its pupils (see AvatarComposer._pupil_sprites): box (x0, y0, x1, y1) output
+    pixels; margin (x, y) pixels the unclipped pupils' picture extends beyond it; unit output pixels per part
+    unit; under, over and pupil premultiplied float32 RGBA, clip (h, w, 1) coverage in [0, 1]."""
+
+    box: tuple[int, int, int, int]
+    margin: tuple[int, int]
+    unit: float
+    under: np.ndarray
+    over: np.ndarray
+    clip: np.ndarray
+    pupil: np.ndarray
+
+
+def _premultiplied(rgba: np.ndarray) -> np.ndarray:
+    """uint8 straight-alpha RGBA -> float32 premultiplied (0..255 in every channel)."""
+    out = rgba.astype(np.float32)
+    out[..., :3] *= out[..., 3:] / 255.0
+    return out
+
+
+def _straight(premultiplied: np.ndarray) -> np.ndarray:
+    """float32 premultiplied RGBA (0..255) -> uint8 straight-alpha RGBA, 0 where transparent."""
+    a = premultiplied[..., 3:]
+    rgb = np.where(a > 0, premultiplied[..., :3] * 255.0 / np.maximum(a, 1e-6), 0.0)
+    out = np.empty(premultiplied.shape, np.uint8)
+    out[..., :3] = np.clip(np.rint(rgb), 0, 255)
+    out[..., 3:] = np.clip(np.rint(a), 0, 255)
+    out.setflags(write=False)
+    return out
 
 
 def hair_crown(part) -> float | None:

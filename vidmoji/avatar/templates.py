@@ -251,12 +251,17 @@ def _rasterise(svg: bytes, width: int, height: int) -> np.ndarray:
     if sys.byteorder != "little":
         bgra = bgra[..., ::-1]
     alpha = bgra[..., 3]
-    rgba = np.empty((height, width, 4), np.uint8)
-    rgba[..., 3] = alpha
-    rgb = bgra[..., 2::-1].astype(np.uint16)
-    a = alpha[..., None].astype(np.uint16)
+    rgba = np.zeros((height, width, 4), np.uint8)
+    rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
+    if len(rows) == 0:
+        return rgba
+    # Only the drawn pixels' bounding box is un-premultiplied (a part covers a tenth of the canvas).
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    rgba[box + (3,)] = alpha[box]
+    rgb = bgra[box + (slice(2, None, -1),)].astype(np.uint16)
+    a = alpha[box][..., None].astype(np.uint16)
     # cairo's unpremultiply_data: (c * 255 + a / 2) / a in integers, 0 where transparent.
-    rgba[..., :3] = np.where(a > 0, (rgb * 255 + a // 2) // np.maximum(a, 1), 0)
+    rgba[box + (slice(0, 3),)] = np.where(a > 0, (rgb * 255 + a // 2) // np.maximum(a, 1), 0)
     return rgba
 
 
@@ -418,15 +423,52 @@ def draw_order(look: Look | None) -> tuple[tuple[str, str], ...]:
     return parts.LAYER_ORDER
 
 
+# What a part with pupils is cut into so that a moved pupil is composed from pixels (see `pupil_piece`).
+PUPIL_PIECES = ("under", "pupil", "clip", "over")
+
+
+def _pupil_piece(root: ET.Element, piece: str) -> None:
+    """Keep one piece of a part's drawing around its pupil layer (the element whose child has `data-gaze`),
+    in place: "under" what is drawn before the pupils, "over" what is drawn after them, "pupil" the pupils
+    unclipped, "clip" the pupils' clip filled opaque white (its coverage). Defs stay."""
+    parents = {c: p for p in root.iter() for c in p}
+    gaze = next((e for e in root.iter() if e.get("data-gaze") in ("1", "-1")), None)
+    if gaze is None or gaze not in parents:
+        raise StyleError(f"no pupil layer to cut a {piece!r} piece from")
+    layer = parents[gaze]
+    chain = [layer]
+    while chain[-1] in parents:
+        chain.append(parents[chain[-1]])
+    for child, parent in zip(chain, chain[1:]):            # up from the pupil layer to the root
+        k = list(parent).index(child)
+        for j, other in enumerate(list(parent)):
+            if other is child or _local(other.tag) == "defs":
+                continue
+            keep = (piece == "under" and j < k) or (piece == "over" and j > k)
+            if not keep:
+                parent.remove(other)
+    if piece in ("under", "over"):
+        parents[layer].remove(layer)
+    elif piece == "pupil":
+        layer.attrib.pop("clip-path", None)
+    else:
+        for child in list(layer):
+            layer.remove(child)
+        ET.SubElement(layer, f"{{{SVG_NS}}}rect", {"x": "-1000", "y": "-1000", "width": "2000", "height": "2000",
+                                                   "fill": "#FFFFFF"})
+
+
 def _part_group(style: Style, part: Part, skin: str, gaze: tuple[float, float] = (0.0, 0.0), layer: str = "",
-                hair: str | None = None, prefix: str | None = None) -> tuple[list[ET.Element], ET.Element]:
+                hair: str | None = None, prefix: str | None = None, piece: str = ""
+                ) -> tuple[list[ET.Element], ET.Element]:
     """The part's defs and a <g> holding its drawing, placed on the canvas and painted in `skin`.
 
     Ids are prefixed with the slot (or `prefix`) so that parts composed together never share one. gaze: (x, y) in
     [-1, 1] (x toward the image's right, y down) moves the part's pupil layer (an element with
     `data-gaze`, +1 or -1 for a drawing mirrored in x) by PUPIL_TRAVEL, inside the eye's clip. layer:
     "back" or "front" keeps only that top-level `data-layer` group of a hair part ("": all of it). hair:
-    "#RRGGBB" painted where the part says `data-hair` (None: the style's default hair colour).
+    "#RRGGBB" painted where the part says `data-hair` (None: the style's default hair colour). piece: one of
+    PUPIL_PIECES of a part with pupils (see `_pupil_piece`; "": the whole part).
     """
     colour = style.colour(skin)
     paints = {"fill": colour, "shade": shade_colour(colour)}
@@ -457,6 +499,8 @@ def _part_group(style: Style, part: Part, skin: str, gaze: tuple[float, float] =
             e.set("fill", hair_paints[e.get("data-hair")])
         if e.get("data-hair-stroke") in hair_paints:
             e.set("stroke", hair_paints[e.get("data-hair-stroke")])
+    if piece:
+        _pupil_piece(root, piece)
     p = style.placement(part.slot)
     group = ET.Element(f"{{{SVG_NS}}}g", {"transform": f"translate({p.x} {p.y}) scale({p.scale})",
                                           "data-part": part.id})
@@ -550,14 +594,14 @@ def compose_svg(style: Style, choice: dict[str, str], skin: str, gaze=None, look
 @functools.lru_cache(maxsize=64)
 def _layer(style: Style, part_id: str, skin: str, size: int, gaze: tuple[float, float] = (0.0, 0.0),
            layer: str = "", hair: str | None = None, view: tuple[float, float, float] | None = None,
-           box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+           box: tuple[int, int, int, int] | None = None, piece: str = "") -> np.ndarray:
     w, h = style.canvas
     out_w, out_h = size, round(size * h / w)
     crop = None
     if box is not None:
         crop = _pixel_crop(style, view, out_w, out_h, box)
         out_w, out_h = box[2] - box[0], box[3] - box[1]
-    group = _part_group(style, style.part(part_id), skin, gaze, layer, hair)
+    group = _part_group(style, style.part(part_id), skin, gaze, layer, hair, piece=piece)
     out = _rasterise(_canvas_svg(style, [group], view, crop).encode(), out_w, out_h)
     out.setflags(write=False)
     return out
@@ -588,17 +632,18 @@ def uses_hair_colour(part: Part) -> bool:
 
 def render_part_layer(style: Style, part: Part, skin: str, size: int, gaze=None, layer: str = "",
                       hair: str | None = None, view: tuple[float, float, float] | None = None,
-                      box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                      box: tuple[int, int, int, int] | None = None, piece: str = "") -> np.ndarray:
     """One part alone, placed on the full canvas: (size * h / w, size, 4) uint8 RGBA, transparent elsewhere
     (square canvases give (size, size, 4)); read-only, cached per (style, part, skin, size, gaze, layer,
     hair, view). gaze: (x, y) for an eye's pupils (see `quantize_gaze`); layer: "back" or "front" for one
     layer of a hair part ("": the whole part); hair: a hair palette name or "#RRGGBB" (None: the style's
     default); view: `avatar_view`'s square of the canvas instead of the canvas; box: (x0, y0, x1, y1) pixels of
     that picture, only those drawn ((y1 - y0, x1 - x0, 4): a moved pupil redraws its eye's box, not the
-    canvas). Composing an avatar is alpha-blending the layers of its parts in `draw_order`."""
+    canvas); piece: one of PUPIL_PIECES of a part with pupils ("": the whole part). Composing an avatar is
+    alpha-blending the layers of its parts in `draw_order`."""
     hair_rgb = style.hair_colour(hair) if uses_hair_colour(part) else None
     return _layer(style, part.id, skin, size, quantize_gaze(gaze) if has_pupils(part) else (0.0, 0.0),
-                  layer, hair_rgb, view, box)
+                  layer, hair_rgb, view, box, piece)
 
 
 def animated_svg(style: Style, skin: str, times: list[float], duration: float,
