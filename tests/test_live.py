@@ -350,17 +350,18 @@ def test_two_stages_decide_every_frame_as_one_thread_does(tmp_path, monkeypatch,
 
 
 def test_warmed_parts_are_not_drawn_again_in_the_frame_path():
-    """LiveAvatarComposer.warm draws every expression part before the first frame; composing any of them
-    afterwards draws no layer in the caller's thread (the layer cache was keyed differently by warm and by
-    the blending, so each part's first use drew it again: 10-30 ms spikes in the frame path)."""
+    """LiveAvatarComposer.warm draws every expression part (and its pupil sprites) before the first frame;
+    composing any of them afterwards, looking anywhere, draws nothing with cairo in the caller's thread (the
+    layer cache was keyed differently by warm and by the blending, so each part's first use drew it again:
+    10-30 ms spikes in the frame path; and each new gaze drew its eyes again: 4-6 ms an eye)."""
     from vidmoji import parts
-    from vidmoji.avatar.compose import AvatarComposer
+    from vidmoji.avatar import templates
     from vidmoji.avatar.templates import load_style
     from vidmoji.live import LiveAvatarComposer
     style = load_style("flat")
     composer = LiveAvatarComposer(style, style.default_skin, 128).warm()
     by_slot = {s: [p.id for p in style.parts if p.slot == s] for s in parts.SLOTS}
-    drawn = AvatarComposer._layer.cache_info().misses
-    for k in range(3):
-        composer.avatar(tuple(ids[k % len(ids)] for ids in by_slot.values()))
-    assert AvatarComposer._layer.cache_info().misses == drawn
+    drawn = templates._layer.cache_info().misses
+    for k, gaze in enumerate([None, (0.4, -0.2), (-0.85, 0.6), (0.15, 0.95)] * 2):
+        composer.avatar(tuple(ids[k % len(ids)] for ids in by_slot.values()), gaze)
+    assert templates._layer.cache_info().misses == drawn

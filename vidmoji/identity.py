@@ -22,6 +22,7 @@ import functools
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -532,17 +533,24 @@ def warm_segmenter(device: torch.device | str = "cpu") -> None:
         _segmenter(str(device)).segment_images(torch.zeros((1, 3, 256, 256), device=device))
 
 
-def measure_identity(samples: list[HeadSample], device: torch.device | str = "cpu") -> Identity:
-    """The identity of the subject seen in `samples` (IdentitySampler views of one clip or photo)."""
+def measure_identity(samples: list[HeadSample], device: torch.device | str = "cpu",
+                     pause: Callable[[], None] | None = None) -> Identity:
+    """The identity of the subject seen in `samples` (IdentitySampler views of one clip or photo). pause:
+    called between the pieces of the work (a view each), so that a caller working beside a real-time frame
+    path can spread it out (see vidmoji.live.Pacer)."""
     if not samples:
         return DEFAULT_IDENTITY
+    pause = pause or (lambda: None)
     # Hair changes least over a clip and segmentation is the dearest step: HAIR_VIEWS views, spread out.
     hair_views = set(np.linspace(0, len(samples) - 1, min(HAIR_VIEWS, len(samples))).round().astype(int).tolist())
-    crops = torch.from_numpy(np.stack([samples[i].crop for i in sorted(hair_views)])).permute(0, 3, 1, 2)
-    person = dict(zip(sorted(hair_views),
-                      _segmenter(str(device)).segment_images(crops.float().div_(255.0).to(device)).float().cpu().numpy()))
+    segmenter, person = _segmenter(str(device)), {}
+    for i in sorted(hair_views):
+        pause()
+        crop = torch.from_numpy(samples[i].crop[None]).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+        person[i] = segmenter.segment_images(crop).float().cpu().numpy()[0]
     skins, glasses, facial, lengths, colours, masks, bald = [], [], [], [], [], [], []
     for i, sample in enumerate(samples):
+        pause()
         skin = skin_lab(sample)
         if skin is not None:
             skins.append(skin)

@@ -542,57 +542,61 @@ class VirtualCamSink:
 class LiveAvatarComposer(AvatarComposer):
     """An AvatarComposer that never makes the frame path wait for cairosvg: the parts are drawn looking
     ahead (`warm`: all of them before the first frame; only the ones on show when a measured identity's
-    composer is swapped in), a part not drawn yet is drawn in a background thread while the slot's part
-    last shown stands in, and so is a pupil layer for a new gaze, while the gaze last drawn stands in (a
-    frame or two)."""
+    composer is swapped in), and a part not drawn yet is drawn in a background thread while the slot's part
+    last shown stands in. A part is drawn with its pupil sprites, so that its eye looking anywhere is composed
+    from pixels in the frame path (a fraction of a millisecond) rather than drawn."""
 
     def __init__(self, style, skin: str, size: int, look=None):
         super().__init__(style, skin, size, look=look)
-        self._ready: set[tuple[str, tuple[float, float]]] = set()
-        self._drawing: set[tuple[str, tuple[float, float]]] = set()
+        self._ready: set[str] = set()
+        self._drawing: set[str] = set()
         self._lock = threading.Lock()
-        self._shown: tuple[float, float] = (0.0, 0.0)
         self._shown_parts: dict[str, str] = {}          # slot -> the part last shown
         self._wanted: tuple[str, ...] = ()              # the parts last asked for (some may be stood in for)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()   # layers to draw in the background
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()   # parts to draw in the background
         self._worker: threading.Thread | None = None
 
-    def warm(self, part_ids=None) -> "LiveAvatarComposer":
-        """Draw the layers of `part_ids` (None: every part of the expression slots) and of the look.
+    def warm(self, part_ids=None, pause=None) -> "LiveAvatarComposer":
+        """Draw the layers of `part_ids` (None: every part of the expression slots) and of the look; pause:
+        called before each part (see Pacer).
 
         `_layer` is called as `_blend_layers` calls it, with the layer name given ("" for a whole part):
         its lru_cache keys `f(a, b)` and `f(a, b, "")` apart, and so each part drawn here without it was
         drawn again in the frame path at its first use (10-30 ms)."""
+        pause = pause or (lambda: None)
         for part in self.style.parts:
             if part.slot in parts.SLOTS and (part_ids is None or part.id in part_ids):
-                self._layer(part.id, (0.0, 0.0), "")
-                self._ready.add((part.id, (0.0, 0.0)))
+                pause()
+                self._draw_part(part.id)
+                self._ready.add(part.id)
                 self._shown_parts.setdefault(part.slot, part.id)
         look = self.look.parts() if self.look is not None else {}
         for slot, layer in (("hair", "back"), ("hair", "front"), ("glasses", ""), ("facial_hair", "")):
             if slot in look:
+                pause()
                 self._layer(look[slot], (0.0, 0.0), layer)
         return self
 
+    def _draw_part(self, part_id: str) -> None:
+        self._layer(part_id, (0.0, 0.0), "")
+        if self.has_pupils(part_id):
+            self._pupil_sprites(part_id, "")
+
     def avatar(self, choice: tuple[str, ...], gaze=None) -> np.ndarray:
-        want = quantize_gaze(gaze)
-        straight = (0.0, 0.0)
         with self._lock:
             self._wanted = tuple(choice)
-            later = [(p, straight) for p in choice if (p, straight) not in self._ready]
+            later = [p for p in choice if p not in self._ready]
             # A part not drawn yet: the slot's last part shown stands in (a part never drawn with no stand-in
             # is drawn here, which only a composer used before its warm() would need).
-            stand_in = {p: self._shown_parts.get(self._parts[p].slot) for p, _ in later}
-        for p, _ in later:
+            stand_in = {p: self._shown_parts.get(self._parts[p].slot) for p in later}
+        for p in later:
             if stand_in[p] is None:
-                self._layer(p, straight, "")
+                self._draw_part(p)
                 with self._lock:
-                    self._ready.add((p, straight))
+                    self._ready.add(p)
         choice = tuple(stand_in.get(p) or p for p in choice)
-        pupils = [p for p in choice if self.has_pupils(p)]
         with self._lock:
-            missing = [(p, want) for p in pupils if (p, want) not in self._ready]
-            new = [key for key in later + missing if key not in self._drawing and key not in self._ready]
+            new = [p for p in later if p not in self._drawing and p not in self._ready]
             self._drawing.update(new)
             for p in choice:
                 self._shown_parts[self._parts[p].slot] = p
@@ -601,11 +605,7 @@ class LiveAvatarComposer(AvatarComposer):
                 self._worker = threading.Thread(target=self._drawer, daemon=True, name="vidmoji-layers")
                 self._worker.start()
             self._queue.put(new)
-        if not missing:
-            self._shown = want
-        elif not all((p, self._shown) in self._ready for p in pupils):
-            self._shown = (0.0, 0.0)
-        return self._avatar(choice, self._shown)
+        return self._avatar(choice, quantize_gaze(gaze))
 
     def on_show(self) -> set[str]:
         """The parts on show: those last asked for and those standing in (what a composer swapped in for this
@@ -614,28 +614,46 @@ class LiveAvatarComposer(AvatarComposer):
             return set(self._wanted) | set(self._shown_parts.values())
 
     def close(self) -> None:
-        """Wait for the layers asked for to be drawn, and stop the drawing thread."""
+        """Wait for the parts asked for to be drawn, and stop the drawing thread."""
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join()
 
     def _drawer(self) -> None:
         background_priority()
-        while (keys := self._queue.get()) is not None:
-            self._draw(keys)
-
-    def _draw(self, keys) -> None:
-        for part_id, gaze in keys:
-            self._layer(part_id, gaze, "")
-            with self._lock:
-                self._ready.add((part_id, gaze))
-                self._drawing.discard((part_id, gaze))
+        while (part_ids := self._queue.get()) is not None:
+            for part_id in part_ids:
+                self._draw_part(part_id)
+                with self._lock:
+                    self._ready.add(part_id)
+                    self._drawing.discard(part_id)
 
 
 # The nice value of the threads that work beside the frame path (the identity, layers drawn ahead): on a
 # small CPU they took their share of it from the frame's own stages, and a frame waiting for a core shows as
 # latency and drops. Linux schedules threads one by one, so this lowers only the calling thread.
 BACKGROUND_NICE = 10
+
+
+# The share of the wall-clock time the identity's measuring and drawing may work while the stream runs: its
+# 0.8 s of CPU (most of it Python, which holds the GIL the frame path's two stages need) done at once took the
+# frames it overlapped to 100-160 ms and dropped a fifth of them; spread over three times as long, it fits in
+# the time the frame path leaves.
+IDENTITY_DUTY = 1 / 3
+
+
+class Pacer:
+    """Spreads background work out: called between its pieces, it sleeps so that the calling thread works
+    (CPU time) at most `duty` of the wall-clock time; the sleeps leave the CPU and the GIL to the frame path."""
+
+    def __init__(self, duty: float):
+        self.duty = duty
+        self._mark = time.thread_time()
+
+    def __call__(self) -> None:
+        worked = time.thread_time() - self._mark
+        time.sleep(min(worked * (1.0 - self.duty) / self.duty, 1.0))
+        self._mark = time.thread_time()
 
 
 def background_priority() -> None:
@@ -815,12 +833,14 @@ class LivePath:
     def _settle_identity(self, views) -> None:
         """Measure the subject's identity, draw the parts in its skin and look, then swap them in."""
         background_priority()
-        identity = apply_overrides(measure_identity(views, self.device), self.overrides)
+        pause = Pacer(IDENTITY_DUTY)
+        identity = apply_overrides(measure_identity(views, self.device, pause), self.overrides)
+        pause()
         look, hair_part = subject_look(identity, self.style, self.indexes, self.embedder, self.device)
         # Only the parts on show are drawn before the swap (drawing all of them took 1 s of CPU from the
         # frame path, 14 ms a part); the others are drawn when first chosen, the slot's last part standing in.
         composer = LiveAvatarComposer(self.style, identity.skin, self.options.size, look).warm(
-            self.composer.composer.on_show())
+            self.composer.composer.on_show(), pause)
         self.identity, self.hair_part, self.skin = identity, hair_part, identity.skin
         self.composer.composer = composer
 
@@ -957,6 +977,8 @@ def _run(source: LiveSource, path: LivePath, sinks: list, counters: _Counters,
     every = _STATUS_EVERY_S if tty else _STATUS_EVERY_S_NOT_TTY
     next_status = time.perf_counter() + every
     faces = _FaceThread(source, path) if options.stages > 1 else None
+    if faces is not None:
+        faces.choose_start()
     source.start()
     if faces is not None:
         faces.start()
@@ -1026,8 +1048,9 @@ class _FaceThread:
     Overlapping the stages pays only with a core free for each: on a CPU that other programs keep busy
     the two threads share one core's worth of time, each stage takes twice as long, and every hand-over
     waits for the other thread to be scheduled, so a frame's latency grows for no more frames out. So it
-    starts serial (this thread parked, the frame path's thread reading the source and running the whole
-    frame path, as with one thread), overlaps when serial falls behind the source (a frame's mean time over
+    starts overlapped only on a machine that is idle before the stream (`choose_start`), else serial (this
+    thread parked, the frame path's thread reading the source and running the whole frame path, as with
+    one thread), overlaps when serial falls behind the source (a frame's mean time over
     the last half second above BEHIND of the frame period) while the machine leaves IDLE_TO_OVERLAP cores
     idle (Linux's /proc/stat; elsewhere it overlaps whenever serial falls behind), and goes serial again
     when the stages' wall-clock time is more than STARVED times their CPU time (this thread hands over its
@@ -1041,6 +1064,8 @@ class _FaceThread:
     WINDOW = 15
     IDLE_TO_OVERLAP = 0.6
     BEHIND = 0.9              # serial's mean time a frame over this share of the frame period: overlap
+    START_PROBE_S = 0.2
+    IDLE_TO_START = 1.6       # the cores idle before the stream (nothing of ours running) to overlap at once
 
     def __init__(self, source: LiveSource, path: LivePath):
         self.source, self.path = source, path
@@ -1057,6 +1082,17 @@ class _FaceThread:
         self._backoff, self._retry_at = 2.0, 0.0
         self._cpu_stat: tuple[float, float] | None = None
         self._thread = threading.Thread(target=self._run, name="vidmoji-live-faces", daemon=True)
+
+    def choose_start(self) -> None:
+        """Before the stream: overlap from the first frame when the machine leaves more than IDLE_TO_START
+        cores idle over START_PROBE_S (serial first took the first half second's frames at 40-75 ms, a
+        third of them dropped, until serial was seen to fall behind), else start serial."""
+        self._idle_cores()
+        time.sleep(self.START_PROBE_S)
+        idle = self._idle_cores()
+        if idle is not None and idle >= self.IDLE_TO_START:
+            self.overlap = self._want_overlap = True
+            self.switches += 1
 
     def start(self) -> None:
         self._idle_cores()             # the idle time counts from here
