@@ -279,6 +279,29 @@ def test_a_moved_pupil_is_composed_in_its_eye_and_matches_cairo(name):
                 assert diff.mean() < 1.5 and np.percentile(diff.max(1), 99) < 32, f"{p.id} {gaze} {look}"
 
 
+@pytest.mark.parametrize("name", STYLES)
+def test_a_new_gaze_blends_only_the_eyes_again_with_the_same_pixels(name):
+    """An avatar looking somewhere new is the avatar looking ahead with only its eyes' box blended again:
+    pixel for pixel what blending every layer over the whole canvas gives, with and without a look (hair and
+    glasses over the eyes), and it differs from the avatar looking ahead (the pupils moved)."""
+    style = load_style(name)
+    hair = next(p.id for p in style.parts if p.slot == "hair" and p.state != "bald")
+    glasses = next(p.id for p in style.parts if p.slot == "glasses")
+    rng = random.Random(name)
+    for look in (None, Look(hair=hair, glasses=glasses)):
+        composer = AvatarComposer(style, "dark", 192, look)
+        for _ in range(3):
+            choice = tuple(rng.choice([p.id for p in style.parts if p.slot == s and has_pupils(p)]
+                                      or [p.id for p in style.parts if p.slot == s]) for s in parts.SLOTS)
+            gaze = (rng.choice([-0.8, -0.3, 0.45, 0.9]), rng.choice([-0.6, 0.25, 0.7]))
+            fast = composer._avatar(choice, gaze)
+            assert composer._gaze_region(choice) is not None
+            whole = AvatarComposer(style, "dark", 192, look)
+            whole._gaze_region = lambda _choice: None                # blend every layer on the whole canvas
+            np.testing.assert_array_equal(fast, whole._avatar(choice, gaze))
+            assert (fast != composer._avatar(choice, (0.0, 0.0))).any()
+
+
 # --- snapshots --------------------------------------------------------------------------------------------
 
 

@@ -114,6 +114,16 @@ class AvatarComposer:
     @lru_cache(maxsize=32)
     def _avatar(self, choice: tuple[str, ...], gaze: tuple[float, float]) -> np.ndarray:
         layers = self._layers(choice)
+        region = self._gaze_region(choice) if gaze != (0.0, 0.0) else None
+        if region is not None:
+            # Only the eyes' boxes differ from the avatar looking ahead: they alone are blended again, every
+            # layer cut to them, in the same order and arithmetic (the same pixels as blending it all: 7 ms a
+            # new gaze at 512 px, most frames' gaze is new).
+            out = self._avatar(choice, (0.0, 0.0)).copy()
+            part = np.zeros((region[0].stop - region[0].start, region[1].stop - region[1].start, 4), np.float32)
+            self._blend_layers(part, layers, gaze, region)
+            out[region] = part.round().astype(np.uint8)
+            return out
         if self.look is None:
             out = np.zeros((self.size, self.size, 4), np.float32)
         else:  # the layers behind the features (hair, face, fringe) change with the face part only: cached
@@ -130,12 +140,33 @@ class AvatarComposer:
         out.setflags(write=False)
         return out
 
-    def _blend_layers(self, out: np.ndarray, layers: list[tuple[str, str]], gaze: tuple[float, float]) -> None:
-        """Alpha-blend the (part id, layer) layers over `out` ((size, size, 4) float32), in order."""
+    def _gaze_region(self, choice: tuple[str, ...]) -> tuple[slice, slice] | None:
+        """The canvas box holding every eye of `choice` looking anywhere (the union of their sprites' boxes);
+        None when no part of it has pupils."""
+        boxes = [b.box for b in (self._pupil_sprites(p, "") for p in choice if self.has_pupils(p)) if b is not None]
+        if not boxes:
+            return None
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        return slice(y0, y1), slice(x0, x1)
+
+    def _blend_layers(self, out: np.ndarray, layers: list[tuple[str, str]], gaze: tuple[float, float],
+                      region: tuple[slice, slice] | None = None) -> None:
+        """Alpha-blend the (part id, layer) layers over `out` ((size, size, 4) float32, or the canvas box
+        `region` of it), in order."""
+        oy, ox = (region[0].start, region[1].start) if region is not None else (0, 0)
         for part_id, layer_name in layers:
             layer, box = self._layer(part_id, gaze if self.has_pupils(part_id) else (0.0, 0.0), layer_name)
             if box is None:
                 continue
+            if region is not None:                                    # the layer cut to the region
+                y0, y1 = max(box[0].start, region[0].start), min(box[0].stop, region[0].stop)
+                x0, x1 = max(box[1].start, region[1].start), min(box[1].stop, region[1].stop)
+                if y0 >= y1 or x0 >= x1:
+                    continue
+                layer = layer[y0 - box[0].start:y1 - box[0].start, x0 - box[1].start:x1 - box[1].start]
+                box = (slice(y0, y1), slice(x0, x1))
+            box = (slice(box[0].start - oy, box[0].stop - oy), slice(box[1].start - ox, box[1].stop - ox))
             src, dst = layer.astype(np.float32), out[box]            # only the part's own bounding box
             a = src[..., 3:] / 255.0
             dst[..., :3] = src[..., :3] * a + dst[..., :3] * (1 - a)
