@@ -1,10 +1,12 @@
 """The window sampler equals grid_sample on whole float frames (it only avoids converting them)."""
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vidmoji.face.sampling import sample_frames
+from vidmoji.face.sampling import crop_affine, sample_frames
 from vidmoji.face.raster import rasterize_polygons
 
 
@@ -22,6 +24,30 @@ def test_sample_frames_equals_grid_sample(padding):
     got = sample_frames(frames, index, grid, padding)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, atol=5e-3, rtol=0)
+
+
+def test_crop_affine_on_the_cpu_equals_grid_sample():
+    """The CPU's crops (cv2.warpAffine on the uint8 frame) are grid_sample's to within a level on pictures
+    with camera-like detail (its output is rounded to uint8 and its weights to 1/32 pixel), rotated, scaled
+    and reaching past the frame's edges (the edge repeated); a crop a pixel off would differ by tens of levels."""
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 255, (3, 90, 120, 3)).astype(np.float32)
+    frames = torch.from_numpy(np.stack([cv2.normalize(cv2.GaussianBlur(f, (0, 0), 1.5), None, 0, 255,
+                                                      cv2.NORM_MINMAX) for f in noise]).round().astype(np.uint8))
+    g = torch.Generator().manual_seed(1)
+    theta = torch.randn(6, 2, 3, generator=g) * 0.5
+    theta[:, :, 2] *= 3
+    index = torch.tensor([0, 2, 1, 1, 0, 2])
+    expected = F.grid_sample(frames[index].permute(0, 3, 1, 2).float(),
+                             F.affine_grid(theta, [6, 3, 17, 13], align_corners=False),
+                             padding_mode="border", align_corners=False)
+    got = crop_affine(frames, index, theta, 17, 13)
+    assert got.shape == expected.shape
+    diff = (got - expected).abs()
+    assert diff.max() <= 1.0 and diff.mean() < 0.25
+    shifted = theta.clone()
+    shifted[:, 0, 2] += 2.0 / frames.shape[2]               # one frame pixel to the right
+    assert (crop_affine(frames, index, shifted, 17, 13) - expected).abs().mean() > 10 * diff.mean()
 
 
 def test_sample_frames_outside_the_frame_and_empty():

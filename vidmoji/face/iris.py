@@ -23,7 +23,7 @@ from torch import nn
 from vidmoji import parts
 from vidmoji.face.detector import TFConv2d, _shortcut, load_network
 from vidmoji.face.mesh import CROP_CHUNK
-from vidmoji.face.sampling import sample_frames
+from vidmoji.face.sampling import crop_affine, sample_frames
 
 INPUT_SIZE = 64
 NUM_EYE_POINTS = 71
@@ -179,6 +179,12 @@ def crop_eyes(frames: torch.Tensor, frame_index: torch.Tensor, rois: torch.Tenso
     # (half the frame per unit).
     theta = torch.stack([torch.stack([ax / w, bx / w, 2 * cx / w - 1], dim=1),
                          torch.stack([ay / h, by / h, 2 * cy / h - 1], dim=1)], dim=1)
+    if frames.device.type == "cpu":      # a warp per eye (see crop_affine)
+        eyes = frame_index.repeat_interleave(2)
+        out = [crop_affine(frames, idx, th, INPUT_SIZE, INPUT_SIZE).div_(255.0)
+               for idx, th in zip(eyes.split(2 * CROP_CHUNK), theta.split(2 * CROP_CHUNK))]
+        crops = torch.cat(out) if out else theta.new_zeros((0, 3, INPUT_SIZE, INPUT_SIZE))
+        return crops.reshape(f, 2, 3, INPUT_SIZE, INPUT_SIZE)
     grid = F.affine_grid(theta, [2 * f, 3, INPUT_SIZE, INPUT_SIZE], align_corners=False)
     # Both eyes of a face side by side in one 64x128 sampling grid, so each frame is read once per face.
     grid = grid.reshape(f, 2, INPUT_SIZE, INPUT_SIZE, 2).transpose(1, 2).reshape(f, INPUT_SIZE, 2 * INPUT_SIZE, 2)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidmoji.face.detector import BlazeBlock, TFConv2d, load_network
-from vidmoji.face.sampling import sample_frames
+from vidmoji.face.sampling import crop_affine
 
 NUM_POINTS = 468
 INPUT_SIZE = 192
@@ -118,10 +117,8 @@ class FaceMesh:
             torch.stack([rw * cos / w, -rh * sin / w, 2 * cx / w - 1], dim=1),
             torch.stack([rw * sin / h, rh * cos / h, 2 * cy / h - 1], dim=1),
         ], dim=1)
-        out = []
-        for idx, th in zip(frame_index.split(CROP_CHUNK), theta.split(CROP_CHUNK)):
-            grid = F.affine_grid(th, [len(idx), 3, INPUT_SIZE, INPUT_SIZE], align_corners=False)
-            out.append(sample_frames(frames, idx, grid, "border").div_(255.0))
+        out = [crop_affine(frames, idx, th, INPUT_SIZE, INPUT_SIZE).div_(255.0)
+               for idx, th in zip(frame_index.split(CROP_CHUNK), theta.split(CROP_CHUNK))]
         return torch.cat(out) if out else frames.new_zeros((0, 3, INPUT_SIZE, INPUT_SIZE), dtype=torch.float32)
 
     @torch.inference_mode()
