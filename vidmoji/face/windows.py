@@ -370,9 +370,10 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
 
     openness: {"right", "left"}: (T,) calibrated openness (`eye_openness`); yaw: (T,) degrees
     (`head_angles`); fps: the frames' rate (a wink must last parts.WINK_MIN_S). A wink (one eye below
-    WINK_SHUT, the other above WINK_OPEN and WINK_GAP more open, long enough; held while the gap stays
-    above WINK_GAP_HOLD) draws the shut eye shut and the other at least WINK_OPEN; every other frame gives both eyes their mean, so a half-hearted
-    one-eye squint, a foreshortened far eye or a jittery mesh never shows as a wink. Past FAR_EYE_YAW the
+    WINK_SHUT, the other above WINK_OPEN and WINK_GAP more open, long enough, the other eye allowed
+    EYE_DEAD_BAND under WINK_OPEN after one frame above it; held while the gap stays above WINK_GAP_HOLD)
+    draws the shut eye shut and the other at least WINK_OPEN; every other frame gives both eyes their mean,
+    so a half-hearted one-eye squint, a foreshortened far eye or a jittery mesh never shows as a wink. Past FAR_EYE_YAW the
     far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. blinks: draw short dips
     of both eyes shut (`blink_frames`; trailing: from the frames so far, as live does). A single frame (a photo) needs no
     duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
@@ -393,6 +394,13 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     winking = torch.zeros(len(right), dtype=torch.bool)
     for shut, other, out_shut, out_other in ((right, left, out_r, out_l), (left, right, out_l, out_r)):
         clear = (shut < parts.WINK_SHUT) & (other > parts.WINK_OPEN) & (other - shut > parts.WINK_GAP)
+        # A wink lasts WINK_MIN_S with its open eye clearly open, within the eye's wander (EYE_DEAD_BAND): the
+        # winking side's cheek narrows the open eye, and on a small face the iris model reads it a little
+        # more shut still (d3's wink at 60 px: the open eye at 0.56-0.65 against 0.63-0.85 at full size; one
+        # frame under WINK_OPEN broke the wink into runs too short to show). The eye's openness must pass
+        # WINK_OPEN on one frame of the run at least, and the gap stays WINK_GAP on every one.
+        near = (shut < parts.WINK_SHUT) & (other > parts.WINK_OPEN - parts.EYE_DEAD_BAND) \
+            & (other - shut > parts.WINK_GAP)
         # Once clear, a wink lasts while the eye stays shut and the other clearly more open (the winking
         # side's cheek narrows the open eye too).
         held = (shut < parts.WINK_SHUT) & (other - shut > parts.WINK_GAP_HOLD)
@@ -401,8 +409,8 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
                 # It began as a blink (both eyes shut the frame before): one lid reopening later than the
                 # other is the blink's end, not a wink (common behind glasses).
                 continue
-            for c, d in _runs(clear[a:b]):
-                if d - c >= min_frames:
+            for c, d in _runs(near[a:b]):
+                if d - c >= min_frames and bool(clear[a + c:a + d].any()):
                     # The lid still travelling into the wink or out of it is not the wink (d3 frame 28: the
                     # right lid halfway down, its iris showing, the next frame shut: drawn shut a frame
                     # early): at each end of the run, a frame more than the eye's wander (EYE_DEAD_BAND) more
