@@ -376,5 +376,7 @@ def test_d3_winks_show_on_a_60_px_face(face_tracks, tmp_path):
     lab = labels(name)
     phantom = [i for i, f in enumerate(states) if f is not None and lab["eye_left"][i] is not None
                and lab["eye_left"][i] == lab["eye_right"][i] and f["eye_left"] != f["eye_right"]]
-    assert set(phantom) <= set(range(17, 23)) | {28} | set(range(262, 276)), \
-        f"60 px: one eye shut and the other open on frames {phantom}"
+    # Those places with two frames either side (the scaled copy's tracking moves an edge frame in and out from
+    # run to run); a one-eye frame anywhere else, or more of them than those places hold, is a phantom wink.
+    places = set(range(15, 25)) | set(range(26, 31)) | set(range(260, 278))
+    assert set(phantom) <= places and len(phantom) <= 12, f"60 px: one eye shut and the other open on frames {phantom}"
