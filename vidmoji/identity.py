@@ -558,6 +558,7 @@ def measure_identity(samples: list[HeadSample], device: torch.device | str = "cp
         facial.append(facial_hair_measures(sample))
         if i not in person:
             continue
+        pause()
         view = hair_view(sample, person[i], skin)
         bald.append(view.bald)
         masks.append(view.mask)

@@ -30,6 +30,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import numpy.ma  # noqa: F401 (np.median imports it on its first call: 11 ms of a live stream's first frame)
 import torch
 
 from vidmoji import parts
