@@ -26,7 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import av  # noqa: E402
 import cv2  # noqa: E402
 import torch  # noqa: E402
 
@@ -37,7 +36,7 @@ from vidmoji.embed.registry import load_embedder  # noqa: E402
 from vidmoji.evaluate import IDENTITY_FIELDS, identity_agreement  # noqa: E402
 from vidmoji.identity import choose_hair, identity_timeline, measure_identity  # noqa: E402
 from vidmoji.pipeline import RenderOptions, render_media, track_faces  # noqa: E402
-from vidmoji.video import io_floor  # noqa: E402
+from vidmoji.video import io_floor, scaled_video  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
 CLIP = MEDIA / "video" / "liveportrait__s32.mp4"
@@ -49,17 +48,7 @@ def _scaled_copy(source: Path, scale: float, folder: Path) -> Path:
     if source.suffix != ".mp4":
         cv2.imwrite(str(out), cv2.resize(cv2.imread(str(source)), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
         return out
-    with av.open(str(source)) as inp, av.open(str(out), "w") as dst:
-        src = inp.streams.video[0]
-        w, h = max(2, round(src.width * scale / 2) * 2), max(2, round(src.height * scale / 2) * 2)
-        stream = dst.add_stream("libx264", rate=src.average_rate or 30)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for frame in inp.decode(video=0):
-            for packet in stream.encode(frame.reformat(w, h, "yuv420p", interpolation="AREA")):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
+    return scaled_video(source, scale, out)
 
 
 def agreement(styles: list[str], device: torch.device, face_px: list[float]) -> None:

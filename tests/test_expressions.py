@@ -329,23 +329,6 @@ def test_pupils_follow_the_gaze_inside_the_eye(style_name):
 
 
 # --- small faces --------------------------------------------------------------------------------------------
-def _scaled_clip(source, scale: float, folder):
-    """The clip at `scale` of its size, area-averaged (as bench/agreement.py --face-px does it)."""
-    import av
-    out = folder / f"{source.stem}_{scale:.3f}.mp4"
-    with av.open(str(source)) as inp, av.open(str(out), "w") as dst:
-        src = inp.streams.video[0]
-        w, h = max(2, round(src.width * scale / 2) * 2), max(2, round(src.height * scale / 2) * 2)
-        stream = dst.add_stream("libx264", rate=src.average_rate or 30)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for frame in inp.decode(video=0):
-            for packet in stream.encode(frame.reformat(w, h, "yuv420p", interpolation="AREA")):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
-
-
 @needs_media
 def test_d3_winks_show_on_a_60_px_face(face_tracks, tmp_path):
     """d3 scaled down until its face is 60 px wide across the cheeks (scale 0.21, as low-resolution talk
@@ -360,12 +343,13 @@ def test_d3_winks_show_on_a_60_px_face(face_tracks, tmp_path):
     from vidmoji.avatar.templates import load_style
     from vidmoji.embed.registry import load_embedder
     from vidmoji.pipeline import choose_parts, track_faces
+    from vidmoji.video import scaled_video
     name = "liveportrait__d3"
     full = face_tracks(name)
     sides = full.mesh[full.has_face][:, list(parts.FACE_SIDES), :2]
     scale = 60.0 / float(np.median(np.linalg.norm(sides[:, 1] - sides[:, 0], axis=-1)))
     cpu = torch.device("cpu")
-    track = track_faces(_scaled_clip(MEDIA / "video" / f"{name}.mp4", scale, tmp_path), cpu)
+    track = track_faces(scaled_video(MEDIA / "video" / f"{name}.mp4", scale, tmp_path / "small.mp4"), cpu)
     embedder = load_embedder("ae", cpu)
     indexes = load_indexes(load_style("flat"), embedder, cpu, log=lambda m: None)
     states = _states(track, choose_parts(track, embedder, indexes, "viterbi", cpu), indexes)
