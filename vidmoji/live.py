@@ -637,7 +637,7 @@ BACKGROUND_NICE = 10
 
 
 # The share of the wall-clock time the identity's measuring and drawing may work while the stream runs: its
-# 0.8 s of CPU (most of it Python, which holds the GIL the frame path's two stages need) done at once took the
+# 0.3-0.8 s of CPU (most of it Python, which holds the GIL the frame path's two stages need) done at once took the
 # frames it overlapped to 100-160 ms and dropped a fifth of them; spread over three times as long, it fits in
 # the time the frame path leaves.
 IDENTITY_DUTY = 1 / 3

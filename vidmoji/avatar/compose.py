@@ -28,7 +28,7 @@ HAIR_COVER_MAX = 1.3
 # With a look, the layers drawn before the first of the other slots (hair behind, face, fringe) are blended
 # once per face part and kept.
 _BASE_SLOTS = frozenset({"hair", "face"})
-# Pixels around an eye's drawing kept when its pupils are drawn again, moved (see AvatarComposer._layer).
+# Pixels around an eye's drawing kept in its pupil sprites, for anti-aliasing (see AvatarComposer._pupil_sprites).
 _PUPIL_BOX_PAD = 2
 # The unclipped pupils are drawn at this many times the output's resolution and moved there, then averaged
 # down: moved at the output's own resolution, bilinear sampling blurred their edges by up to half a pixel.
@@ -271,7 +271,6 @@ def _straight(premultiplied: np.ndarray) -> np.ndarray:
     out = np.empty(premultiplied.shape, np.uint8)
     out[..., :3] = np.clip(np.rint(rgb), 0, 255)
     out[..., 3:] = np.clip(np.rint(a), 0, 255)
-    out.setflags(write=False)
     return out
 
 
@@ -354,13 +353,10 @@ def avatar_rgba_frame(avatar: np.ndarray | None, pose: HeadPose | None, referenc
         return np.zeros((size, size, 4), np.uint8)
     s = avatar.shape[0]
     centre, scale, roll = avatar_placement(pose, reference, s)
-    pre = avatar.astype(np.float32)
-    pre[..., :3] *= pre[..., 3:] * (1 / 255.0)
-    warped = _warp(pre, centre, scale, roll, s, s)
-    alpha = warped[..., 3:]
-    warped[..., :3] *= 255.0 / np.maximum(alpha, 1e-3)   # where alpha is 0 the colour is 0 too
-    alpha *= opacity
-    return np.clip(warped + 0.5, 0, 255).astype(np.uint8)
+    warped = _warp(_premultiplied(avatar), centre, scale, roll, s, s)
+    if opacity < 1.0:
+        warped *= opacity                 # premultiplied: fading scales colour and alpha alike
+    return _straight(warped)
 
 
 def overlay_frame(frame: np.ndarray, avatars: list[tuple],

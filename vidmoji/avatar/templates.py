@@ -423,7 +423,7 @@ def draw_order(look: Look | None) -> tuple[tuple[str, str], ...]:
     return parts.LAYER_ORDER
 
 
-# What a part with pupils is cut into so that a moved pupil is composed from pixels (see `pupil_piece`).
+# What a part with pupils is cut into so that a moved pupil is composed from pixels (see `_pupil_piece`).
 PUPIL_PIECES = ("under", "pupil", "clip", "over")
 
 
@@ -431,6 +431,8 @@ def _pupil_piece(root: ET.Element, piece: str) -> None:
     """Keep one piece of a part's drawing around its pupil layer (the element whose child has `data-gaze`),
     in place: "under" what is drawn before the pupils, "over" what is drawn after them, "pupil" the pupils
     unclipped, "clip" the pupils' clip filled opaque white (its coverage). Defs stay."""
+    if piece not in PUPIL_PIECES:
+        raise ValueError(f"unknown pupil piece {piece!r}: one of {', '.join(PUPIL_PIECES)}")
     parents = {c: p for p in root.iter() for c in p}
     gaze = next((e for e in root.iter() if e.get("data-gaze") in ("1", "-1")), None)
     if gaze is None or gaze not in parents:
