@@ -34,7 +34,7 @@ import numpy.ma  # noqa: F401 (np.median imports it on its first call: 11 ms of 
 import torch
 
 from vidmoji import parts
-from vidmoji.avatar.compose import AvatarComposer, head_pose
+from vidmoji.avatar.compose import LOOK_LAYERS, AvatarComposer, head_pose
 from vidmoji.avatar.index import load_indexes
 from vidmoji.avatar.templates import load_style, quantize_gaze
 from vidmoji.device import choose_device
@@ -572,7 +572,7 @@ class LiveAvatarComposer(AvatarComposer):
                 self._ready.add(part.id)
                 self._shown_parts.setdefault(part.slot, part.id)
         look = self.look.parts() if self.look is not None else {}
-        for slot, layer in (("hair", "back"), ("hair", "front"), ("glasses", ""), ("facial_hair", "")):
+        for slot, layer in LOOK_LAYERS:
             if slot in look:
                 pause()
                 self._layer(look[slot], (0.0, 0.0), layer)

@@ -66,8 +66,6 @@ class AvatarComposer:
         self._parts = {p.id: p for p in style.parts}
         self._view = avatar_view(style, look)
         self._pupils: dict[str, bool] = {}     # part id -> has_pupils (which reads the SVG file)
-        # Layers and pupil sprites drawn elsewhere (another process: `seed`), taken on their first use.
-        self._seeded: dict[tuple[str, str, str], object] = {}
         if look is not None:
             style.hair_colour(look.hair_colour)   # an unknown colour fails here, not mid-render
             for part_id in look.parts().values():
@@ -104,26 +102,6 @@ class AvatarComposer:
         if known is None:
             known = self._pupils[part_id] = has_pupils(self._parts[part_id])
         return known
-
-    def drawn(self, part_ids, look: bool = True) -> dict[tuple[str, str, str], object]:
-        """What drawing `part_ids` (and, with `look`, the look's hair, glasses and facial hair) makes, for
-        `seed` on a composer of the same style, skin, size and look: {("layer" or "sprites", part id, layer
-        name): the layer looking ahead (`_layer`) or the pupil sprites}."""
-        out: dict[tuple[str, str, str], object] = {}
-        todo = [(part_id, "") for part_id in part_ids]
-        if look and self.look is not None:
-            chosen = self.look.parts()
-            todo += [(chosen[slot], layer) for slot, layer in LOOK_LAYERS if slot in chosen]
-        for part_id, layer in todo:
-            out[("layer", part_id, layer)] = self._layer(part_id, (0.0, 0.0), layer)
-            if not layer and self.has_pupils(part_id):
-                out[("sprites", part_id, layer)] = self._pupil_sprites(part_id, layer)
-        return out
-
-    def seed(self, drawn: dict[tuple[str, str, str], object]) -> None:
-        """Take layers `drawn` by a composer of the same style, skin, size and look (in another process):
-        each is used on its first call instead of drawing it."""
-        self._seeded.update(drawn)
 
     def _layers(self, choice: tuple[str, ...]) -> list[tuple[str, str]]:
         """(part id, layer) to blend, back to front."""
@@ -207,9 +185,6 @@ class AvatarComposer:
         """A part's RGBA layer cut to the bounding box of its visible pixels, and that box on the canvas
         (None when it has none). Only the cut is kept: an eye's is a few kB where the canvas is 1 MB. An eye
         looking elsewhere is composed from its pupil sprites (`_pupils_moved`), not drawn again."""
-        seeded = self._seeded.pop(("layer", part_id, layer_name), None) if gaze == (0.0, 0.0) else None
-        if seeded is not None:
-            return seeded
         if gaze != (0.0, 0.0):
             sprites = self._pupil_sprites(part_id, layer_name)
             if sprites is None:
@@ -238,8 +213,6 @@ class AvatarComposer:
         the pupils' clip, in the box of the eye looking ahead (and _PUPIL_BOX_PAD pixels for anti-aliasing:
         a pupil moves inside its eye's clip, so that box bounds it), and the pupils unclipped, in that box
         grown by their furthest travel. None: the part draws nothing."""
-        if ("sprites", part_id, layer_name) in self._seeded:
-            return self._seeded.pop(("sprites", part_id, layer_name))
         ahead = self._layer(part_id, (0.0, 0.0), layer_name)[1]
         if ahead is None:
             return None
