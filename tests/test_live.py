@@ -281,13 +281,26 @@ def test_virtualcam_without_its_extra_is_one_line(tmp_path):
 def test_live_eyes_reopen_when_a_blink_ends(tmp_path):
     """Live decides each frame as it arrives: a switch cost in its smoother held d14's eyes shut for two frames
     after three of its blinks, on eyes measured at 0.9-1.1 of their open height. Read whole, live's eyes agree
-    with the labels at 0.97 or better (0.972 / 0.961 with that cost; render 0.990 / 0.990)."""
+    with the labels at 0.97 or better (0.972 / 0.961 with that cost; render 0.990 / 0.990; 0.986 / 0.973 with
+    the iris model skipped on still frames, 0.992 / 0.977 without), and every certain blink shows."""
     tl = tmp_path / "timeline.json"
     live_media(LiveOptions(source=str(clip("liveportrait__d14")), output=str(tmp_path / "live.mp4"), timeline=tl,
                            size=128, device="cpu", show_status=False))
-    scores = timeline_agreement(json.loads(tl.read_text()), labels("liveportrait__d14"))
+    timeline = json.loads(tl.read_text())
+    scores = timeline_agreement(timeline, labels("liveportrait__d14"))
     for eye in ("eye_left", "eye_right"):
         assert scores[eye].accuracy >= 0.97, (eye, scores[eye].accuracy)
+    # Every certain blink shows both eyes shut, the one-frame ones too: live skips the iris model on frames
+    # whose lids moved only rigidly since the frame before (EyeRefiner.skip_still), never two in a row.
+    from vidmoji.evaluate import binary_state
+    frames = timeline["frames"]
+    shut = [f["face"] and all(binary_state(s, f["parts"][s]["tags"]) == "closed" for s in ("eye_left", "eye_right"))
+            for f in frames]
+    blinks = [e for e in labels("liveportrait__d14")["events"] if e["label"] == "blink" and e["certain"]]
+    assert len(blinks) >= 10
+    missed = [(e["start_frame"], e["end_frame"]) for e in blinks
+              if not any(shut[i] for i in range(e["start_frame"], e["end_frame"] + 1))]
+    assert not missed, f"d14 blinks not shown: {missed}"
 
 
 def test_online_calibration_starts_from_population_values_and_converges(face_tracks):

@@ -68,6 +68,8 @@ LIVE_STAGES = 2
 # 40-90 ms on a 1280x720 frame here (render's every 16 frames made one frame in 16 two or three frames
 # late); live draws the main face only, so a face entering the picture need not be looked for.
 LIVE_DETECT_EVERY = 1 << 30
+# The iris model skipped on a frame whose lids only moved rigidly since the frame before (EyeRefiner.skip_still).
+LIVE_SKIP_STILL_EYES = True
 # x264's preset for a live recording: its encoder thread shares the CPU with the models. Measured on 512x512
 # frames of the 2-core CPU: 3.8 ms of CPU a frame against 6.5 for render's veryfast (files 2-5 times larger).
 LIVE_PRESET = "ultrafast"
@@ -701,6 +703,7 @@ class LivePath:
         self.indexes = load_indexes(self.style, self.embedder, self.device, log=log)
         self.stage = FaceStage(self.device, self.embedder if self.embedder.kind == "rgb" else None, max_faces=1,
                                small_faces="fallback", detect_every=LIVE_DETECT_EVERY).freeze()
+        self.stage.refiner.skip_still = LIVE_SKIP_STILL_EYES
         self.calibration = OnlineCalibration(fps)
         self.eyes = OnlineEyes(fps)
         switch = {} if options.smooth == "viterbi" else {"switch_cost": 0.0, "end_margin": 0.0}
@@ -751,6 +754,7 @@ class LivePath:
                     part_candidates(mesh, self.calibration.calibration, eyes, self.embedder, self.indexes, self.device,
                                     found.rgb, TOP_K)
         self.stage.locator.reset()
+        self.stage.refiner.reset()
         self.stage._previous_box = None
 
     def push(self, arrival: Arrival | None) -> list[tuple[Arrival, np.ndarray, np.ndarray | None]]:

@@ -205,6 +205,11 @@ def project(points: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx + u * ax + v * bx, cy + u * ay + v * by, z], dim=-1)
 
 
+# skip_still: the plain mesh's lids may move this far (RMS, in eye widths) beyond a similarity transform and
+# the iris model's last eyes are moved with them instead of running it again.
+STILL_EYE_RESIDUAL = 0.01
+
+
 class EyeRefiner:
     """Refines the eye contours of 468-point meshes with MediaPipe's iris model, batched on the device.
 
@@ -219,6 +224,10 @@ class EyeRefiner:
         self._index = torch.tensor(EYE_MESH_INDICES, device=self.device)        # (2,71)
         self._written = torch.tensor([i not in _KEPT_FROM_MESH for i in sum(EYE_MESH_INDICES, ())],
                                      device=self.device)                          # (142,) bool
+        # skip_still (live, one face a frame): see `refine`.
+        self.skip_still = False
+        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None   # lids, refined, iris
+        self._skipped = False         # the last call moved the eyes before it instead of running the model
 
     @torch.inference_mode()
     def refine(self, frames: torch.Tensor, frame_index: torch.Tensor,
@@ -236,7 +245,60 @@ class EyeRefiner:
         frame_index, mesh = frame_index.to(self.device), mesh.to(self.device).float()
         f = mesh.shape[0]
         if f == 0:
+            self._last = None
             return mesh.clone(), mesh.new_zeros((0, 2, NUM_IRIS_POINTS, 3))
+        if self.skip_still and f == 1:
+            moved = self._still_moved(mesh)
+            if moved is not None:
+                self._skipped = True
+                return moved
+        refined, iris = self._refine(frames, frame_index, mesh)
+        if self.skip_still and f == 1:
+            self._last, self._skipped = (mesh[0, self._index[:, :NUM_LID_POINTS], :2], refined[0], iris[0]), False
+        return refined, iris
+
+    @property
+    def skipped(self) -> bool:
+        """skip_still: whether the last call moved the eyes of the frame before instead of running the model."""
+        return self._skipped
+
+    def reset(self) -> None:
+        """Forget the last eyes (skip_still): the next face is another."""
+        self._last, self._skipped = None, False
+
+    def _still_moved(self, mesh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """skip_still: when the plain mesh's lids moved only rigidly (a similarity transform within
+        STILL_EYE_RESIDUAL of the eye's width) since the last frame the iris model ran on, and that was the
+        frame before, the refined eyes and irises of that frame, moved with the lids; else None (run it).
+        The model then runs on every other frame at least: a look, or a lid the plain mesh barely sees move,
+        shows a frame late at most (measured on d14: the eye aspect ratio within 0.012 and the iris centre
+        within 0.021 eye widths of the model's at the median, 39% of the frames skipped; every blink shown)."""
+        if self._last is None or self._skipped:
+            return None
+        lids_then, refined_then, iris_then = self._last
+        lids_now = mesh[0, self._index[:, :NUM_LID_POINTS], :2]                   # (2,16,2)
+        refined, iris = mesh[0].clone(), iris_then.clone()
+        for eye in range(2):
+            a, b = lids_then[eye].double(), lids_now[eye].double()
+            ca, cb = a.mean(0), b.mean(0)
+            u, sv, vt = torch.linalg.svd((b - cb).T @ (a - ca))
+            d = torch.sign(torch.det(u @ vt))
+            rot = u @ torch.diag(torch.stack([torch.ones((), dtype=d.dtype), d])) @ vt
+            scale = (sv[0] + d * sv[1]) / (a - ca).pow(2).sum()
+            fit = (a - ca) @ rot.T * scale + cb
+            width = (b[0] - b[8]).norm().clamp_min(1e-6)
+            if float((fit - b).norm(dim=1).pow(2).mean().sqrt() / width) > STILL_EYE_RESIDUAL:
+                return None
+            index = self._index[eye][self._written.reshape(2, -1)[eye]]
+            moved = ((refined_then[index, :2].double() - ca) @ rot.T * scale + cb).float()
+            refined[index, :2] = moved
+            iris[eye, :, :2] = ((iris_then[eye, :, :2].double() - ca) @ rot.T * scale + cb).float()
+            iris[eye, :, 2] = mesh[0, self._index[eye, :NUM_LID_POINTS], 2].mean()
+        return refined[None], iris[None]
+
+    def _refine(self, frames: torch.Tensor, frame_index: torch.Tensor,
+                mesh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = mesh.shape[0]
         rois = eye_rois(mesh)                                                    # (F,2,5)
         eye, iris = self.net(crop_eyes(frames, frame_index, rois).reshape(2 * f, 3, INPUT_SIZE, INPUT_SIZE))
         eye = project(eye.reshape(f, 2, NUM_EYE_POINTS, 3), rois)
