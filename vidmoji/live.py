@@ -703,7 +703,6 @@ class LivePath:
         self.indexes = load_indexes(self.style, self.embedder, self.device, log=log)
         self.stage = FaceStage(self.device, self.embedder if self.embedder.kind == "rgb" else None, max_faces=1,
                                small_faces="fallback", detect_every=LIVE_DETECT_EVERY).freeze()
-        self.stage.refiner.skip_still = LIVE_SKIP_STILL_EYES
         self.calibration = OnlineCalibration(fps)
         self.eyes = OnlineEyes(fps)
         switch = {} if options.smooth == "viterbi" else {"switch_cost": 0.0, "end_margin": 0.0}
@@ -730,6 +729,9 @@ class LivePath:
                                       options.layout)
         self._first_composer, self._identity_thread = self.composer.composer, None
         self._warm_models()
+        # After the warm-up, which must run the iris model twice (its second run on the same photo would be
+        # skipped, and the stream's first frame took 40 ms in it).
+        self.stage.refiner.skip_still = LIVE_SKIP_STILL_EYES
         self._meshes: deque = deque(maxlen=max(1, int(_REFERENCE_S * fps)))
         self.pending: deque[_Pending] = deque()
         self.want_rgba = want_rgba
