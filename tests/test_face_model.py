@@ -228,8 +228,10 @@ def test_no_faces_in_crowd_clip(detector, locator):
 
 @needs_media
 def test_frozen_face_stage_follows_a_clip_as_the_eager_one():
-    """Live runs the mesh and iris networks traced and frozen (FaceStage.freeze), one frame at a time: the
-    same meshes, irises and presence as the eager networks, frame after frame of a moving clip."""
+    """Live runs the detector's, mesh's and iris model's networks traced and frozen (FaceStage.freeze), one
+    frame at a time: the same meshes, irises and presence as the eager networks, frame after frame of a
+    moving clip. (Freezing also resizes the detector's input in uint8, tested in test_sampling; turned off
+    here, so that the networks alone are compared.)"""
     from vidmoji.pipeline import FaceStage
 
     frames = read_frames("liveportrait__s32", limit=12).numpy()
@@ -237,6 +239,9 @@ def test_frozen_face_stage_follows_a_clip_as_the_eager_one():
     frozen = FaceStage(DEVICE, max_faces=1, detect_every=1 << 30).freeze()
     assert isinstance(frozen.locator.mesh.net, torch.jit.ScriptModule)
     assert isinstance(frozen.refiner.net, torch.jit.ScriptModule)
+    assert all(isinstance(net, torch.jit.ScriptModule) for net in frozen.locator.detector.letterboxed.values())
+    assert frozen.locator.detector.resize_in_uint8
+    frozen.locator.detector.resize_in_uint8 = False
     for frame in frames:
         a, b = eager.run(frame[None]), frozen.run(frame[None])
         assert a.has_face[0] and b.has_face[0]

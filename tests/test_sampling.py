@@ -95,7 +95,7 @@ def test_resize_frames_on_the_cpu_resizes_uint8_within_a_level_of_float():
     frames = torch.from_numpy(np.stack([cv2.normalize(cv2.GaussianBlur(f, (0, 0), 3), None, 0, 255,
                                                       cv2.NORM_MINMAX) for f in noise]).round().astype(np.uint8))
     for h, w in ((72, 128), (900, 1600)):
-        got = resize_frames(frames, h, w)
+        got = resize_frames(frames, h, w, in_uint8=True)
         x = frames.permute(0, 3, 1, 2).float() / 255.0
         expected = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         assert got.shape == expected.shape == (2, 3, h, w) and got.dtype == torch.float32

@@ -190,8 +190,9 @@ class FaceStage:
         self._previous_box = None
 
     def freeze(self) -> "FaceStage":
-        """Run the mesh and iris networks traced and frozen (`frozen_network`): a third cheaper one face at
-        a time (live), the same results."""
+        """Run the detector's, the mesh's and the iris model's networks traced and frozen (`frozen_network`):
+        a third cheaper one face at a time (live), the same results."""
+        self.locator.detector.freeze()
         self.locator.mesh.net = frozen_network(
             self.locator.mesh.net, torch.zeros((1, 3, MESH_INPUT, MESH_INPUT), device=self.device))
         self.refiner.net = frozen_network(

@@ -271,27 +271,28 @@ def weighted_nms(boxes: torch.Tensor, keypoints: torch.Tensor, scores: torch.Ten
 
 
 # --- preprocessing ----------------------------------------------------------------------------------------
-def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def resize_frames(frames: torch.Tensor, height: int, width: int, in_uint8: bool = False) -> torch.Tensor:
     """uint8 (N,H,W,3) -> float (N,3,height,width) in [0, 1], antialiased bilinear.
 
     Antialiasing matters here: a 1080p frame shrinks ten-fold for the detector, and plain bilinear sampling
     would alias away the detail of small faces.
 
-    On the CPU the uint8 frames are resized as they are (torch's uint8 kernel for channels-last images, the
-    one torchvision's resize uses) and only the small result is made float: within one level (1/255) of
-    resizing in float, and 15 times faster on a 1280x720 frame (0.3 against 5 ms; 20 ms on a stream's
-    first frame, which `vidmoji live` waited for). Elsewhere the frames are made float first.
+    in_uint8 (the CPU only): resize the uint8 frames as they are (torch's uint8 kernel for channels-last
+    images, the one torchvision's resize uses) and make only the small result float: within one level
+    (1/255) of resizing in float, and 15 times faster on a 1280x720 frame (0.3 against 5 ms; 20 ms on a
+    stream's first frame, which `vidmoji live` waited for). Render keeps the float resize: that level moved
+    s32's first detection enough to lose a blink at its knife edge (frame 6, both eyes at 75% of open).
     """
     out = []
-    in_u8 = frames.device.type == "cpu"
-    per_frame = max(1, frames[0].numel() * (1 if in_u8 else 4)) if len(frames) else 1
+    in_uint8 = in_uint8 and frames.device.type == "cpu"
+    per_frame = max(1, frames[0].numel() * (1 if in_uint8 else 4)) if len(frames) else 1
     for chunk in frames.split(max(1, min(RESIZE_CHUNK, RESIZE_BYTES // per_frame))):
         x = chunk.permute(0, 3, 1, 2)
-        if not in_u8:
+        if not in_uint8:
             x = x.float().div_(255.0)
         if x.shape[-2:] != (height, width):
             x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-        out.append(x.float().div_(255.0) if in_u8 else x)
+        out.append(x.float().div_(255.0) if in_uint8 else x)
     return torch.cat(out)
 
 
@@ -330,7 +331,20 @@ class FaceDetector:
         self.small_faces = small_faces
         self.short = load_network(BlazeFaceShort(), "face_detection_short_range.pt", self.device)
         self.full = load_network(BlazeFaceFull(), "face_detection_full_range.pt", self.device)
+        # The networks for the letterboxed passes, whose input size is fixed (`freeze` traces them); the
+        # small-face pass's input varies with the frame and keeps `full`.
+        self.letterboxed = {128: self.short, 192: self.full}
+        self.resize_in_uint8 = False         # `freeze` sets it: see resize_frames
         self._anchors: dict[tuple, torch.Tensor] = {}
+
+    def freeze(self) -> "FaceDetector":
+        """Run the letterboxed passes' networks traced and frozen (`frozen_network`) and resize the frames
+        for them in uint8 (`resize_frames`): a stream's first frame and every detection after a lost face,
+        one frame at a time (live)."""
+        self.letterboxed = {size: frozen_network(net, torch.zeros((1, 3, size, size), device=self.device))
+                            for size, net in ((128, self.short), (192, self.full))}
+        self.resize_in_uint8 = True
+        return self
 
     @torch.inference_mode()
     def detect(self, frames: torch.Tensor) -> list[Detections]:
@@ -339,9 +353,9 @@ class FaceDetector:
             raise ValueError(f"expected uint8 frames (N,H,W,3), got {tuple(frames.shape)} {frames.dtype}")
         frames = frames.to(self.device)
         n, h, w, _ = frames.shape
-        passes = [(self.short, SHORT_RANGE_ANCHORS, *self._letterbox(frames, 128))]
+        passes = [(self.letterboxed[128], SHORT_RANGE_ANCHORS, *self._letterbox(frames, 128))]
         if self.full_range:
-            passes.append((self.full, FULL_RANGE_ANCHORS, *self._letterbox(frames, 192)))
+            passes.append((self.letterboxed[192], FULL_RANGE_ANCHORS, *self._letterbox(frames, 192)))
         found = [self._run(*p) for p in passes]
         if self.min_face is not None and max(h, w) / 192 * FULL_RANGE_MIN_FACE > self.min_face:
             which = torch.arange(n, device=self.device)
@@ -366,7 +380,8 @@ class FaceDetector:
         n, h, w, _ = frames.shape
         new_h, new_w = min(size, round(h * size / max(h, w))), min(size, round(w * size / max(h, w)))
         top, left = (size - new_h) // 2, (size - new_w) // 2
-        x = F.pad(resize_frames(frames, new_h, new_w), (left, size - new_w - left, top, size - new_h - top))
+        x = F.pad(resize_frames(frames, new_h, new_w, self.resize_in_uint8),
+                  (left, size - new_w - left, top, size - new_h - top))
         # Rounding makes the two axes' scales differ by under a pixel's worth; their mean is exact enough.
         scale = (w / new_w + h / new_h) / 2
         return x, (scale, -left * scale, -top * scale)
@@ -378,7 +393,7 @@ class FaceDetector:
         n, h, w, _ = frames.shape
         rh, rw = round(h / scale), round(w / scale)
         ph, pw = -(-rh // 32) * 32, -(-rw // 32) * 32
-        x = F.pad(resize_frames(frames, rh, rw), (0, pw - rw, 0, ph - rh))
+        x = F.pad(resize_frames(frames, rh, rw, self.resize_in_uint8), (0, pw - rw, 0, ph - rh))
         return x, ((w / rw + h / rh) / 2, 0.0, 0.0)
 
     def _run(self, net: nn.Module, anchor_options: dict, images: torch.Tensor,
