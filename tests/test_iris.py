@@ -206,8 +206,8 @@ def test_skip_still_moves_the_last_eyes_while_the_lids_move_rigidly(clips):
                 skipped.append(skipping.skipped)
                 if skipping.skipped:
                     width = (raw[i, 33, :2] - raw[i, 133, :2]).norm()
-                    ear_err.append(max(abs(float(eye_aspect_ratio(mesh, e)[0] - eye_aspect_ratio(refined[i:i + 1], e)[0]))
-                                       for e in EAR_POINTS))
+                    ear_err.append(max(abs(float(eye_aspect_ratio(mesh, e)[0]
+                                                 - eye_aspect_ratio(refined[i:i + 1], e)[0])) for e in EAR_POINTS))
                     iris_err.append(float((iris[0, :, 0, :2] - irises[i, :, 0, :2]).norm(dim=-1).max() / width))
                 else:
                     torch.testing.assert_close(mesh[0], refined[i])

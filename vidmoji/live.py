@@ -739,17 +739,18 @@ class LivePath:
 
     def _warm_models(self) -> None:
         """Run the detector and the face stage on the bundled photo (twice: TorchScript optimises a frozen
-        network on its first runs, which took the mesh 52 and 20 ms against 4 after, the detector 93 and 65), and load and run the person segmenter when the
-        identity will be measured from the stream (it was loaded mid-stream), so the first frames do not pay
-        for the models' first calls; then forget it."""
+        network on its first runs, which took the mesh 52 and 20 ms against 4 after, the detector 93 and 65),
+        and load and run the person segmenter when the identity will be measured from the stream (it was
+        loaded mid-stream), so the first frames do not pay for the models' first calls; then forget it."""
         if self._views is not None:
             warm_segmenter(self.device)
         photo = cv2.imread(str(Path(__file__).with_name("data") / "astronaut.png"), cv2.IMREAD_COLOR)
         if photo is not None:
             frame = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)[None]
             # The detector's frozen networks too (the stage detects on its first run only).
+            frame_t = torch.from_numpy(frame).to(self.device)
             for _ in range(2):
-                self.stage.locator.detector.detect(torch.from_numpy(frame).to(self.device))
+                self.stage.locator.detector.detect(frame_t)
             for _ in range(2):
                 found = self.stage.run(frame)
                 if found.has_face[0]:

@@ -146,6 +146,7 @@ def refined_meshes(frames: torch.Tensor, faces: list[list], refiner: EyeRefiner)
     batch go through the iris model at once."""
     index = [i for i, ff in enumerate(faces) for _ in ff]
     if not index:
+        refiner.reset()             # no face: the eyes of the frames before are no longer the last (skip_still)
         return [[] for _ in faces]
     mesh = torch.stack([f.mesh for ff in faces for f in ff]).float()
     refined, iris = refiner.refine(frames, torch.tensor(index, device=frames.device), mesh)

@@ -224,8 +224,9 @@ class EyeRefiner:
         self._index = torch.tensor(EYE_MESH_INDICES, device=self.device)        # (2,71)
         self._written = torch.tensor([i not in _KEPT_FROM_MESH for i in sum(EYE_MESH_INDICES, ())],
                                      device=self.device)                          # (142,) bool
-        # skip_still (live, one face a frame): see `refine`.
+        # skip_still (live, one face a frame): see `_still_moved`.
         self.skip_still = False
+        self._written_of_eye = [self._index[e][self._written.reshape(2, -1)[e]] for e in range(2)]
         self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None   # lids, refined, iris
         self._skipped = False         # the last call moved the eyes before it instead of running the model
 
@@ -245,16 +246,17 @@ class EyeRefiner:
         frame_index, mesh = frame_index.to(self.device), mesh.to(self.device).float()
         f = mesh.shape[0]
         if f == 0:
-            self._last = None
+            self.reset()
             return mesh.clone(), mesh.new_zeros((0, 2, NUM_IRIS_POINTS, 3))
-        if self.skip_still and f == 1:
-            moved = self._still_moved(mesh)
-            if moved is not None:
-                self._skipped = True
-                return moved
+        if not (self.skip_still and f == 1):
+            return self._refine(frames, frame_index, mesh)
+        lids = mesh[0, self._index[:, :NUM_LID_POINTS], :2]                          # (2,16,2)
+        moved = self._still_moved(mesh, lids)
+        self._skipped = moved is not None
+        if moved is not None:
+            return moved
         refined, iris = self._refine(frames, frame_index, mesh)
-        if self.skip_still and f == 1:
-            self._last, self._skipped = (mesh[0, self._index[:, :NUM_LID_POINTS], :2], refined[0], iris[0]), False
+        self._last = (lids, refined[0], iris[0])
         return refined, iris
 
     @property
@@ -266,34 +268,28 @@ class EyeRefiner:
         """Forget the last eyes (skip_still): the next face is another."""
         self._last, self._skipped = None, False
 
-    def _still_moved(self, mesh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """skip_still: when the plain mesh's lids moved only rigidly (a similarity transform within
-        STILL_EYE_RESIDUAL of the eye's width) since the last frame the iris model ran on, and that was the
-        frame before, the refined eyes and irises of that frame, moved with the lids; else None (run it).
-        The model then runs on every other frame at least: a look, or a lid the plain mesh barely sees move,
-        shows a frame late at most (measured on d14: the eye aspect ratio within 0.012 and the iris centre
-        within 0.021 eye widths of the model's at the median, 39% of the frames skipped; every blink shown)."""
+    def _still_moved(self, mesh: torch.Tensor, lids_now: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """skip_still: when the plain mesh's lids (`lids_now`, (2,16,2)) moved only rigidly (a similarity
+        transform within STILL_EYE_RESIDUAL of the eye's width) since the last frame the iris model ran on, and
+        that was the frame before, the refined eyes and irises of that frame, moved with the lids; else None
+        (run it). The model then runs on every other frame at least: a look, or a lid the plain mesh barely sees
+        move, shows a frame late at most (measured on d14: the eye aspect ratio within 0.012 and the iris
+        centre within 0.021 eye widths of the model's at the median, 39% of the frames skipped; every blink
+        shown)."""
         if self._last is None or self._skipped:
             return None
         lids_then, refined_then, iris_then = self._last
-        lids_now = mesh[0, self._index[:, :NUM_LID_POINTS], :2]                   # (2,16,2)
         refined, iris = mesh[0].clone(), iris_then.clone()
         for eye in range(2):
-            a, b = lids_then[eye].double(), lids_now[eye].double()
-            ca, cb = a.mean(0), b.mean(0)
-            u, sv, vt = torch.linalg.svd((b - cb).T @ (a - ca))
-            d = torch.sign(torch.det(u @ vt))
-            rot = u @ torch.diag(torch.stack([torch.ones((), dtype=d.dtype), d])) @ vt
-            scale = (sv[0] + d * sv[1]) / (a - ca).pow(2).sum()
-            fit = (a - ca) @ rot.T * scale + cb
-            width = (b[0] - b[8]).norm().clamp_min(1e-6)
-            if float((fit - b).norm(dim=1).pow(2).mean().sqrt() / width) > STILL_EYE_RESIDUAL:
+            move = _similarity(lids_then[eye], lids_now[eye])
+            fit, now = move(lids_then[eye].double()), lids_now[eye].double()
+            width = (now[0] - now[8]).norm().clamp_min(1e-6)
+            if float((fit - now).norm(dim=1).pow(2).mean().sqrt() / width) > STILL_EYE_RESIDUAL:
                 return None
-            index = self._index[eye][self._written.reshape(2, -1)[eye]]
-            moved = ((refined_then[index, :2].double() - ca) @ rot.T * scale + cb).float()
-            refined[index, :2] = moved
-            iris[eye, :, :2] = ((iris_then[eye, :, :2].double() - ca) @ rot.T * scale + cb).float()
-            iris[eye, :, 2] = mesh[0, self._index[eye, :NUM_LID_POINTS], 2].mean()
+            index = self._written_of_eye[eye]
+            refined[index, :2] = move(refined_then[index, :2])
+            iris[eye, :, :2] = move(iris_then[eye, :, :2])
+        iris[..., 2] = _lid_z(self._index, mesh)[0, :, None]
         return refined[None], iris[None]
 
     def _refine(self, frames: torch.Tensor, frame_index: torch.Tensor,
@@ -307,6 +303,24 @@ class EyeRefiner:
         refined = mesh.clone()
         index = self._index.reshape(-1)[self._written]                           # (122,)
         refined[:, index, :2] = eye[..., :2].reshape(f, -1, 2)[:, self._written]
-        lid_z = mesh[:, self._index[:, :NUM_LID_POINTS], 2].mean(dim=-1)        # (F,2)
+        lid_z = _lid_z(self._index, mesh)                                        # (F,2)
         iris = torch.cat([iris[..., :2], lid_z[..., None, None].expand(f, 2, NUM_IRIS_POINTS, 1)], dim=-1)
         return refined, iris
+
+
+def _lid_z(index: torch.Tensor, mesh: torch.Tensor) -> torch.Tensor:
+    """(F,2) the mean z of each eye's lid contour in (F,468,3) meshes (the irises' z: see EyeRefiner.refine);
+    index: EYE_MESH_INDICES as a (2,71) tensor."""
+    return mesh[:, index[:, :NUM_LID_POINTS], 2].mean(dim=-1)
+
+
+def _similarity(a: torch.Tensor, b: torch.Tensor):
+    """The least-squares similarity transform (rotation, uniform scale, shift; Umeyama) taking the (P,2) points
+    a to b, as a function of (Q,2) points (computed in double, returned in their dtype)."""
+    a64, b64 = a.double(), b.double()
+    ca, cb = a64.mean(0), b64.mean(0)
+    u, sv, vt = torch.linalg.svd((b64 - cb).T @ (a64 - ca))
+    d = torch.sign(torch.det(u @ vt))
+    rot = u @ torch.diag(torch.stack([torch.ones((), dtype=d.dtype), d])) @ vt
+    scale = (sv[0] + d * sv[1]) / (a64 - ca).pow(2).sum()
+    return lambda points: ((points.double() - ca) @ rot.T * scale + cb).to(points.dtype)
