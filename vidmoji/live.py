@@ -755,6 +755,12 @@ class LivePath:
                 found = self.stage.run(frame)
                 if found.has_face[0]:
                     mesh = found.mesh[:1]
+                    if self._views is not None:
+                        # The identity's own measures too: their first call (OpenCV's and numpy's set-up) took
+                        # 60 ms in one piece against 4 after, and that piece stalled the frames it overlapped.
+                        views = IdentitySampler(limit=1)
+                        views.offer(1, frame[0], mesh[0], float(head_angles(torch.from_numpy(mesh))["yaw"][0]))
+                        measure_identity(views.samples, self.device)
                     meas = measure(torch.from_numpy(mesh))
                     eyes, _ = OnlineEyes(self.fps).push(torch.from_numpy(mesh), meas, self.calibration.calibration)
                     part_candidates(mesh, self.calibration.calibration, eyes, self.embedder, self.indexes, self.device,
