@@ -146,14 +146,19 @@ def _scores(confusion: dict[tuple[str, str], int]) -> Agreement:
 
 
 def phantom_wink_share(labels: dict, eye_states: dict[str, list[str | None]]) -> float:
-    """Share of the frames with a face where the labels see no wink (both eyes alike, or uncertain) but the
-    avatar shows one eye closed and the other open. eye_states: {"eye_left"/"eye_right": per frame
-    `open`/`closed`/None}."""
+    """Share of the frames with a face where the labels see no wink (both eyes alike) but the avatar shows
+    one eye closed and the other open. eye_states: {"eye_left"/"eye_right": per frame `open`/`closed`/None}.
+    Frames where the labels are unsure of either eye are left out, as the labels' README asks of all
+    scoring (d3's 18-20, the end of its first wink, where the labels call the right eye shut but unsure,
+    and the hand labels see it open)."""
+    unsure = labels.get("uncertain", {})
     n = shown = 0
     for i, (el, er) in enumerate(zip(eye_states["eye_left"], eye_states["eye_right"])):
         if el is None or er is None or i >= len(labels["eye_left"]) or labels["eye_left"][i] is None:
             continue
         if labels["eye_left"][i] != labels["eye_right"][i]:
+            continue
+        if any(unsure.get(key, [False] * (i + 1))[i] for key in ("eye_left", "eye_right")):
             continue
         n += 1
         shown += el != er

@@ -944,11 +944,15 @@ def io_floor(
 
 def scaled_video(source: Path, scale: float, out: Path) -> Path:
     """The video at `source` scaled to `scale` of its size (area-averaged, as a smaller camera would see it, even
-    sides), encoded with x264 at `out` (for tests and benchmarks of small faces)."""
+    sides), encoded with x264 at `out` (for tests and benchmarks of small faces). The same input gives the same
+    bytes: x264's lookahead (macroblock tree rate control) made each copy a little different, with one thread too
+    (the same s32 at 90 px came out 139.4-140.2 kB, its meshes up to 3.6 px apart), and a blink at the edge of a
+    threshold then showed in one run and not in the next; without it (and one thread) the copies are identical."""
     with av.open(str(source)) as inp, av.open(str(out), "w") as dst:
         src = inp.streams.video[0]
         w, h = max(2, round(src.width * scale / 2) * 2), max(2, round(src.height * scale / 2) * 2)
-        stream = dst.add_stream("libx264", rate=src.average_rate or 30)
+        stream = dst.add_stream("libx264", rate=src.average_rate or 30,
+                                options={"x264-params": "threads=1:lookahead-threads=1:rc-lookahead=0:mbtree=0"})
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for frame in inp.decode(video=0):
             for packet in stream.encode(frame.reformat(w, h, "yuv420p", interpolation="AREA")):
