@@ -366,3 +366,23 @@ def test_d3_winks_show_on_a_60_px_face(face_tracks, tmp_path):
     # run to run); a one-eye frame anywhere else, or more of them than those places hold, is a phantom wink.
     places = set(range(15, 25)) | set(range(26, 31)) | set(range(260, 278))
     assert set(phantom) <= places and len(phantom) <= 12, f"60 px: one eye shut and the other open on frames {phantom}"
+
+
+@needs_media
+def test_a_timeline_scores_the_same_against_the_hand_labels(choices):
+    """bench_live scores render's and live's --timeline files against the hand labels
+    (`timeline_hand_agreement`): the timeline of d3 (the clip where the tracker's labels and a person disagree
+    most) must score exactly what its choices do, on all of its hand-labelled frames."""
+    from vidmoji.avatar.templates import load_style
+    from vidmoji.embed.registry import load_embedder
+    from vidmoji.evaluate import timeline_hand_agreement
+    from vidmoji.pipeline import timeline
+    name = "liveportrait__d3"
+    track, ch, idx = choices(name)
+    hand = json.loads((MEDIA / "labels" / "hand_expressions.json").read_text())["frames"]
+    doc = json.loads(json.dumps(timeline(track, ch, idx, load_style("flat"), load_embedder("ae", torch.device("cpu")))))
+    got = timeline_hand_agreement(doc, name, hand)
+    want = hand_agreement([f for f in hand if f["clip"] == name],
+                          {(name, i): s for i, s in enumerate(_states(track, ch, idx)) if s is not None})
+    assert {k: (a.frames, a.confusion) for k, a in got.items()} == {k: (a.frames, a.confusion) for k, a in want.items()}
+    assert got["eye_left"].frames == 19 and got["gaze_h"].frames >= 12

@@ -134,6 +134,20 @@ def hand_agreement(hand: list[dict], predicted: dict[tuple[str, int], dict[str, 
     return out
 
 
+def timeline_hand_agreement(timeline: dict, clip: str, hand: list[dict],
+                            keys: tuple[str, ...] = HAND_KEYS) -> dict[str, Agreement]:
+    """Balanced agreement of a `--timeline` file of `clip` (a liveportrait__ stem) with its hand-labelled frames
+    (hand_expressions.json's `frames`): the frames a person looked at, where the tracker's labels can be wrong
+    (a speaker looking down at notes reads shut to it)."""
+    predicted = {}
+    for i, f in enumerate(timeline["frames"]):
+        if f.get("face"):
+            predicted[(clip, i)] = frame_states({s: p["tags"] for s, p in f["parts"].items()},
+                                                {s: f["parts"][s]["gaze"] for s in ("eye_right", "eye_left")
+                                                 if f["parts"][s].get("gaze") is not None} or None)
+    return hand_agreement([h for h in hand if h["clip"] == clip], predicted, keys)
+
+
 def _scores(confusion: dict[tuple[str, str], int]) -> Agreement:
     n = sum(confusion.values())
     correct = sum(v for (t, p), v in confusion.items() if t == p)
