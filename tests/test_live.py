@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -21,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import clip, labels, needs_media
+from conftest import MEDIA, clip, labels, needs_media
 from vidmoji.evaluate import timeline_agreement
-from vidmoji.face.windows import ONLINE_MIN_FRAMES, Calibration, OnlineCalibration, measure
+from vidmoji.face.windows import GAZE_PRIOR, ONLINE_MIN_FRAMES, Calibration, OnlineCalibration, OnlineEyes, measure
 from vidmoji.live import LiveOptions, live_media
 
 pytestmark = needs_media
@@ -311,7 +312,8 @@ def test_online_calibration_starts_from_population_values_and_converges(face_tra
     seen = []
     for i in range(len(mesh)):
         seen.append(online.update(measure(mesh[i:i + 1])))
-    assert seen[0] == Calibration.default() and seen[ONLINE_MIN_FRAMES - 2] == Calibration.default()
+    start = replace(Calibration.default(), gaze_centre=GAZE_PRIOR)
+    assert seen[0] == start and seen[ONLINE_MIN_FRAMES - 2] == start
     # Within two seconds (60 frames) the baseline is the subject's: each eye's open height within 10% of
     # the whole clip's, the resting brow within 5 eye units.
     after = seen[59]
@@ -319,6 +321,30 @@ def test_online_calibration_starts_from_population_values_and_converges(face_tra
         assert abs(after.eye_open[side] / whole.eye_open[side] - 1) < 0.10
         assert abs(after.brow_rest[side] - whole.brow_rest[side]) < 5.0
     assert after.gaze_centre is not None
+
+
+def test_live_gaze_follows_the_hand_labels_while_its_centre_is_measured(face_tracks):
+    """d0 looks to one side for half of its first two seconds: a straight-ahead centre from those frames alone
+    jumped by a third of the gaze scale, and live read d0's looks aside as ahead (hand-labelled horizontal gaze
+    0.81 balanced, render 1.00). Blended with people's straight-ahead until five seconds are seen, live reads
+    its hand-labelled frames as render does."""
+    from vidmoji.evaluate import GAZE_SIDE, hand_agreement
+    name = "liveportrait__d0"
+    track = face_tracks(name)
+    present = np.flatnonzero(track.has_face)
+    mesh = torch.from_numpy(track.mesh[present])
+    meas = measure(mesh)
+    online, eyes, predicted = OnlineCalibration(30.0), OnlineEyes(30.0), {}
+    for k, i in enumerate(present):
+        m = {key: v[k:k + 1] for key, v in meas.items()}
+        _, g = eyes.push(mesh[k:k + 1], m, online.update(m))
+        x = float(g[0, :, 0].mean())
+        predicted[(name, int(i))] = {"gaze_h": "image_left" if x < -GAZE_SIDE else "image_right" if x > GAZE_SIDE
+                                     else "centre"}
+    hand = [f for f in json.loads((MEDIA / "labels" / "hand_expressions.json").read_text())["frames"]
+            if f["clip"] == name]
+    got = hand_agreement(hand, predicted, ("gaze_h",))["gaze_h"]
+    assert got.frames >= 15 and got.balanced >= 0.95, (got.balanced, got.confusion)
 
 
 def test_a_speaker_who_starts_at_their_notes_keeps_an_open_eye_baseline(face_tracks):

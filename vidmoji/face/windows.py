@@ -489,19 +489,33 @@ ONLINE_PRIOR_FRAMES = 60
 # (within 0.5% of before).
 ONLINE_AHEAD_QUANTILE = 0.3
 ONLINE_AHEAD_BAND = 2.0
+# The subject's straight-ahead gaze (the iris centre in eye units, as `measure` gives it) is the median over the
+# frames so far, blended with people's own, the subject's share rising to all of it at ONLINE_GAZE_PRIOR_FRAMES
+# face frames (five seconds at 30 fps). A median over the first second or two is wherever the subject looked
+# then: d0 looks to one side for half of its first two seconds, and its live centre jumped between 0 and 19
+# eye units (a third of the scale), so looks to the side read ahead and ahead read aside (its hand-labelled
+# gaze 1.00 rendered, 0.81 live). GAZE_PRIOR is the mean of the whole-clip centres of d9, d14, d18 and s32
+# (within 7.5 eye units, 0.15 of the scale, of each of them); checked on d0, d3 and d19, which it was not
+# taken from: d0 0.81 -> 1.00 live (bench_live's hand table), d3 and d19 unchanged.
+GAZE_PRIOR = {"right": (-2.9, -5.6), "left": (5.65, -6.5)}
+ONLINE_GAZE_PRIOR_FRAMES = 150
 
 
 def _shrunk(calibration: Calibration, frames: int) -> Calibration:
     """A baseline measured over few frames, blended with the population's: the open eye and the resting lip
     gap (the two the eyes' and mouth's states hang on), the subject's weight rising from ONLINE_MIN_FRAMES
-    frames to all of it at ONLINE_PRIOR_FRAMES."""
+    frames to all of it at ONLINE_PRIOR_FRAMES; the straight-ahead gaze at ONLINE_GAZE_PRIOR_FRAMES."""
     if ONLINE_PRIOR_FRAMES <= 0:
         return calibration
     w = min(1.0, frames / ONLINE_PRIOR_FRAMES)
     prior = Calibration.default()
+    gaze_centre = calibration.gaze_centre
+    if gaze_centre is not None:
+        g = min(1.0, frames / ONLINE_GAZE_PRIOR_FRAMES)
+        gaze_centre = {s: tuple(g * a + (1 - g) * b for a, b in zip(c, GAZE_PRIOR[s])) for s, c in gaze_centre.items()}
     return replace(calibration,
                    eye_open={s: w * v + (1 - w) * prior.eye_open[s] for s, v in calibration.eye_open.items()},
-                   rest_gap=w * calibration.rest_gap + (1 - w) * prior.rest_gap)
+                   rest_gap=w * calibration.rest_gap + (1 - w) * prior.rest_gap, gaze_centre=gaze_centre)
 
 
 class OnlineCalibration:
@@ -518,7 +532,7 @@ class OnlineCalibration:
         self._ring: dict[str, torch.Tensor] | None = None
         self._count, self._next = 0, 0
         self._since = 0
-        self.calibration = Calibration.default()
+        self.calibration = replace(Calibration.default(), gaze_centre=dict(GAZE_PRIOR))
 
     @property
     def frames(self) -> int:
