@@ -24,7 +24,8 @@ import torch
 
 from conftest import MEDIA, clip, labels, needs_media
 from vidmoji.evaluate import timeline_agreement
-from vidmoji.face.windows import GAZE_PRIOR, ONLINE_MIN_FRAMES, Calibration, OnlineCalibration, OnlineEyes, measure
+from vidmoji.face.windows import (GAZE_PRIOR, ONLINE_MIN_FRAMES, ONLINE_REST_GAP_PRIOR, Calibration, OnlineCalibration,
+                                  OnlineEyes, measure)
 from vidmoji.live import LiveOptions, live_media
 
 pytestmark = needs_media
@@ -312,7 +313,7 @@ def test_online_calibration_starts_from_population_values_and_converges(face_tra
     seen = []
     for i in range(len(mesh)):
         seen.append(online.update(measure(mesh[i:i + 1])))
-    start = replace(Calibration.default(), gaze_centre=GAZE_PRIOR)
+    start = replace(Calibration.default(), gaze_centre=GAZE_PRIOR, rest_gap=ONLINE_REST_GAP_PRIOR)
     assert seen[0] == start and seen[ONLINE_MIN_FRAMES - 2] == start
     # Within two seconds (60 frames) the baseline is the subject's: each eye's open height within 10% of
     # the whole clip's, the resting brow within 5 eye units.
