@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -65,6 +66,11 @@ def _aligned(live_tl: dict, render_tl: dict) -> dict:
     return {**live_tl, "frames": frames}
 
 
+@functools.lru_cache(maxsize=1)
+def _hand_frames() -> list[dict]:
+    return json.loads((MEDIA / "labels" / "hand_expressions.json").read_text())["frames"]
+
+
 def agreement(name: str, tmp: Path, device: str, lag: int, whole: bool) -> dict[str, dict[str, float]]:
     clip = MEDIA / "video" / f"{name}.mp4"
     lab = json.loads((MEDIA / "labels" / f"{name}.json").read_text())
@@ -77,7 +83,7 @@ def agreement(name: str, tmp: Path, device: str, lag: int, whole: bool) -> dict[
         live_media(LiveOptions(source=str(clip), output=str(tmp / "live.mp4"), realtime=realtime,
                                timeline=tmp / "live.json", device=device, lag=lag, show_status=False))
         runs[label] = _aligned(json.loads((tmp / "live.json").read_text()), render_tl)
-    hand = json.loads((MEDIA / "labels" / "hand_expressions.json").read_text())["frames"]
+    hand = _hand_frames()
     out = {}
     for label, tl in runs.items():
         scores = timeline_agreement(tl, lab)

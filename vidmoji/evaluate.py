@@ -112,9 +112,14 @@ def frame_states(tags: dict[str, tuple[str, ...] | list[str]], gaze: dict[str, t
     brows = {tags[s][0] for s in ("brow_left", "brow_right")}
     out["brows"] = "raised" if "raised" in brows else "lowered" if "lowered" in brows else "neutral"
     if gaze:
-        x = float(np.mean([g[0] for g in gaze.values()]))
-        out["gaze_h"] = "image_left" if x < -GAZE_SIDE else "image_right" if x > GAZE_SIDE else "centre"
+        out["gaze_h"] = gaze_h_state(float(np.mean([g[0] for g in gaze.values()])))
     return out
+
+
+def gaze_h_state(x: float) -> str:
+    """The mean horizontal gaze of both eyes in the hand labels' words: beyond -+GAZE_SIDE a look to that side
+    of the image, else `centre`."""
+    return "image_left" if x < -GAZE_SIDE else "image_right" if x > GAZE_SIDE else "centre"
 
 
 def hand_agreement(hand: list[dict], predicted: dict[tuple[str, int], dict[str, str]],
@@ -138,7 +143,9 @@ def timeline_hand_agreement(timeline: dict, clip: str, hand: list[dict],
                             keys: tuple[str, ...] = HAND_KEYS) -> dict[str, Agreement]:
     """Balanced agreement of a `--timeline` file of `clip` (a liveportrait__ stem) with its hand-labelled frames
     (hand_expressions.json's `frames`): the frames a person looked at, where the tracker's labels can be wrong
-    (a speaker looking down at notes reads shut to it)."""
+    (a speaker looking down at notes reads shut to it). The timeline's entries must be the clip's frames in
+    order, one each (render's; a live timeline laid over the source's frames first, as bench_live's
+    `_aligned` does, since live leaves out the frames it dropped)."""
     predicted = {}
     for i, f in enumerate(timeline["frames"]):
         if f.get("face"):
@@ -165,14 +172,15 @@ def phantom_wink_share(labels: dict, eye_states: dict[str, list[str | None]]) ->
     Frames where the labels are unsure of either eye are left out, as the labels' README asks of all
     scoring (d3's 18-20, the end of its first wink, where the labels call the right eye shut but unsure,
     and the hand labels see it open)."""
-    unsure = labels.get("uncertain", {})
+    none = [False] * len(labels["eye_left"])
+    unsure = [labels.get("uncertain", {}).get(key, none) for key in ("eye_left", "eye_right")]
     n = shown = 0
     for i, (el, er) in enumerate(zip(eye_states["eye_left"], eye_states["eye_right"])):
         if el is None or er is None or i >= len(labels["eye_left"]) or labels["eye_left"][i] is None:
             continue
         if labels["eye_left"][i] != labels["eye_right"][i]:
             continue
-        if any(unsure.get(key, [False] * (i + 1))[i] for key in ("eye_left", "eye_right")):
+        if unsure[0][i] or unsure[1][i]:
             continue
         n += 1
         shown += el != er

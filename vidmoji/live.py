@@ -2,7 +2,7 @@
 
 The frame path is render's (vidmoji.pipeline): FaceStage, part_candidates, FrameComposer, with the causal
 versions of the stages that need look-ahead in a render: OnlineCalibration (population values, then the
-subject's own baseline within about two seconds), OnlineEyes (winks, dead bands) and FixedLagViterbi
+subject's own baseline within about two seconds, its straight-ahead gaze within five), OnlineEyes (winks, dead bands) and FixedLagViterbi
 (smoothing that decides each frame at most `lag` frames after it arrives).
 
 A source thread reads frames and hands over only the newest: when the frame path falls behind, the frame
@@ -740,8 +740,9 @@ class LivePath:
     def _warm_models(self) -> None:
         """Run the detector and the face stage on the bundled photo (twice: TorchScript optimises a frozen
         network on its first runs, which took the mesh 52 and 20 ms against 4 after, the detector 93 and 65),
-        and load and run the person segmenter when the identity will be measured from the stream (it was
-        loaded mid-stream), so the first frames do not pay for the models' first calls; then forget it."""
+        and load and run the person segmenter, and the identity's measures once, when the identity will be
+        measured from the stream (it was loaded mid-stream; the measures' first call was one 60-77 ms piece of
+        background work), so the stream does not pay for their first calls; then forget it."""
         if self._views is not None:
             warm_segmenter(self.device)
         photo = cv2.imread(str(Path(__file__).with_name("data") / "astronaut.png"), cv2.IMREAD_COLOR)
@@ -751,11 +752,11 @@ class LivePath:
             frame_t = torch.from_numpy(frame).to(self.device)
             for _ in range(2):
                 self.stage.locator.detector.detect(frame_t)
-            for _ in range(2):
+            for warm_run in range(2):
                 found = self.stage.run(frame)
                 if found.has_face[0]:
                     mesh = found.mesh[:1]
-                    if self._views is not None:
+                    if self._views is not None and warm_run == 0:
                         # The identity's own measures too: their first call (OpenCV's and numpy's set-up) took
                         # 60 ms in one piece against 4 after, and that piece stalled the frames it overlapped.
                         views = IdentitySampler(limit=1)

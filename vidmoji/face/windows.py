@@ -494,9 +494,9 @@ ONLINE_AHEAD_BAND = 2.0
 # face frames (five seconds at 30 fps). A median over the first second or two is wherever the subject looked
 # then: d0 looks to one side for half of its first two seconds, and its live centre jumped between 0 and 19
 # eye units (a third of the scale), so looks to the side read ahead and ahead read aside (its hand-labelled
-# gaze 1.00 rendered, 0.81 live). GAZE_PRIOR is the mean of the whole-clip centres of d9, d14, d18 and s32
+# gaze 1.00 rendered, 0.90 live). GAZE_PRIOR is the mean of the whole-clip centres of d9, d14, d18 and s32
 # (within 7.5 eye units, 0.15 of the scale, of each of them); checked on d0, d3 and d19, which it was not
-# taken from: d0 0.81 -> 1.00 live (bench_live's hand table), d3 and d19 unchanged.
+# taken from: d0 0.90 -> 1.00 live (bench_live's hand table), d3 and d19 unchanged.
 GAZE_PRIOR = {"right": (-2.9, -5.6), "left": (5.65, -6.5)}
 ONLINE_GAZE_PRIOR_FRAMES = 150
 # The resting lip gap live starts from, and blends the subject's with until ONLINE_PRIOR_FRAMES: people's
@@ -505,7 +505,7 @@ ONLINE_GAZE_PRIOR_FRAMES = 150
 # apart (d19: 0.035, capped at REST_GAP_CAP) open for the first half second. Live against render (tracker
 # labels, paced, largest loss): d19 0.033 -> 0.028, d18 0.024 -> 0.019, d9 0.004 -> 0.002; d3's mouth one
 # frame worse (0.980 -> 0.977; its largest loss, the right eye's, unchanged); d0, d14, s32 unchanged; the
-# hand-labelled frames unchanged. A photo or a clip too short to measure keeps the default.
+# hand-labelled frames unchanged. Render's photos and clips too short to measure keep Calibration.default().
 ONLINE_REST_GAP_PRIOR = 0.010
 
 
@@ -527,10 +527,12 @@ def _shrunk(calibration: Calibration, frames: int) -> Calibration:
 
 
 class OnlineCalibration:
-    """The subject's baseline, causally: `Calibration.default()` (population values) until ONLINE_MIN_FRAMES
-    face frames are seen, then `Calibration.from_measures` over the last ONLINE_HISTORY_S of face frames,
-    recomputed every ONLINE_UPDATE_S, so it settles within about two seconds and then keeps adapting
-    (lighting, a new subject). A whole clip's calibration is the same measure with all of it seen at once."""
+    """The subject's baseline, causally: population values (`Calibration.default()` with people's gaze centre
+    GAZE_PRIOR and resting lip gap ONLINE_REST_GAP_PRIOR) until ONLINE_MIN_FRAMES face frames are seen, then
+    `Calibration.from_measures` over the last ONLINE_HISTORY_S of face frames, recomputed every ONLINE_UPDATE_S
+    and blended with the population's (`_shrunk`), so it settles within about two seconds (its straight-ahead
+    gaze within five) and then keeps adapting (lighting, a new subject). A whole clip's calibration is the same
+    measure with all of it seen at once."""
 
     def __init__(self, fps: float):
         self.history = max(ONLINE_MIN_FRAMES, int(round(ONLINE_HISTORY_S * fps)))
