@@ -342,7 +342,7 @@ class FaceDetector:
         for them in uint8 (`resize_frames`): a stream's first frame and every detection after a lost face,
         one frame at a time (live)."""
         self.letterboxed = {size: frozen_network(net, torch.zeros((1, 3, size, size), device=self.device))
-                            for size, net in ((128, self.short), (192, self.full))}
+                            for size, net in self.letterboxed.items()}
         self.resize_in_uint8 = True
         return self
 

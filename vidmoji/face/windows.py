@@ -509,30 +509,38 @@ ONLINE_GAZE_PRIOR_FRAMES = 150
 ONLINE_REST_GAP_PRIOR = 0.010
 
 
+def online_prior() -> Calibration:
+    """The population's baseline live starts from and blends the subject's with (`_shrunk`):
+    `Calibration.default()` with people's straight-ahead gaze (GAZE_PRIOR) and resting lip gap
+    (ONLINE_REST_GAP_PRIOR)."""
+    return replace(Calibration.default(), gaze_centre=dict(GAZE_PRIOR), rest_gap=ONLINE_REST_GAP_PRIOR)
+
+
 def _shrunk(calibration: Calibration, frames: int) -> Calibration:
-    """A baseline measured over few frames, blended with the population's: the open eye and the resting lip
-    gap (the two the eyes' and mouth's states hang on), the subject's weight rising from ONLINE_MIN_FRAMES
-    frames to all of it at ONLINE_PRIOR_FRAMES; the straight-ahead gaze at ONLINE_GAZE_PRIOR_FRAMES."""
+    """A baseline measured over few frames, blended with the population's (`online_prior`): the open eye and
+    the resting lip gap (the two the eyes' and mouth's states hang on), the subject's weight rising from
+    ONLINE_MIN_FRAMES frames to all of it at ONLINE_PRIOR_FRAMES; the straight-ahead gaze at
+    ONLINE_GAZE_PRIOR_FRAMES."""
     if ONLINE_PRIOR_FRAMES <= 0:
         return calibration
     w = min(1.0, frames / ONLINE_PRIOR_FRAMES)
-    prior = Calibration.default()
+    prior = online_prior()
     gaze_centre = calibration.gaze_centre
     if gaze_centre is not None:
         g = min(1.0, frames / ONLINE_GAZE_PRIOR_FRAMES)
-        gaze_centre = {s: tuple(g * a + (1 - g) * b for a, b in zip(c, GAZE_PRIOR[s])) for s, c in gaze_centre.items()}
+        gaze_centre = {s: tuple(g * a + (1 - g) * b for a, b in zip(c, prior.gaze_centre[s]))
+                       for s, c in gaze_centre.items()}
     return replace(calibration,
                    eye_open={s: w * v + (1 - w) * prior.eye_open[s] for s, v in calibration.eye_open.items()},
-                   rest_gap=w * calibration.rest_gap + (1 - w) * ONLINE_REST_GAP_PRIOR, gaze_centre=gaze_centre)
+                   rest_gap=w * calibration.rest_gap + (1 - w) * prior.rest_gap, gaze_centre=gaze_centre)
 
 
 class OnlineCalibration:
-    """The subject's baseline, causally: population values (`Calibration.default()` with people's gaze centre
-    GAZE_PRIOR and resting lip gap ONLINE_REST_GAP_PRIOR) until ONLINE_MIN_FRAMES face frames are seen, then
-    `Calibration.from_measures` over the last ONLINE_HISTORY_S of face frames, recomputed every ONLINE_UPDATE_S
-    and blended with the population's (`_shrunk`), so it settles within about two seconds (its straight-ahead
-    gaze within five) and then keeps adapting (lighting, a new subject). A whole clip's calibration is the same
-    measure with all of it seen at once."""
+    """The subject's baseline, causally: population values (`online_prior`) until ONLINE_MIN_FRAMES face
+    frames are seen, then `Calibration.from_measures` over the last ONLINE_HISTORY_S of face frames,
+    recomputed every ONLINE_UPDATE_S and blended with the population's (`_shrunk`), so it settles within about
+    two seconds (its straight-ahead gaze within five) and then keeps adapting (lighting, a new subject). A
+    whole clip's calibration is the same measure with all of it seen at once."""
 
     def __init__(self, fps: float):
         self.history = max(ONLINE_MIN_FRAMES, int(round(ONLINE_HISTORY_S * fps)))
@@ -542,7 +550,7 @@ class OnlineCalibration:
         self._ring: dict[str, torch.Tensor] | None = None
         self._count, self._next = 0, 0
         self._since = 0
-        self.calibration = replace(Calibration.default(), gaze_centre=dict(GAZE_PRIOR), rest_gap=ONLINE_REST_GAP_PRIOR)
+        self.calibration = online_prior()
 
     @property
     def frames(self) -> int:
