@@ -12,7 +12,7 @@ import torch
 
 from conftest import MEDIA, labels, needs_media
 from vidmoji import parts
-from vidmoji.evaluate import frame_states, hand_agreement, phantom_wink_share
+from vidmoji.evaluate import binary_state, frame_states, hand_agreement, phantom_wink_share
 from vidmoji.face.windows import frontalize, head_angles, paired_eyes
 
 HAND_CLIPS = ("liveportrait__d0", "liveportrait__d14", "liveportrait__d19", "liveportrait__d3", "liveportrait__s32")
@@ -108,6 +108,29 @@ def test_a_long_look_down_and_a_one_eye_dip_are_not_blinks():
     one = [1.0] * 20 + [0.4] * 2 + [1.0] * 20
     r, l = _blink_pair(one, [1.0] * 42)
     assert (r > 0.3).all() and (l > 0.3).all()
+
+
+def test_a_long_narrowing_that_stops_short_of_shut_is_drawn_half_open():
+    """Looking down lowers both lids with the irises to about 0.6 of the open opening for seconds, inside the
+    range a shut eye's contour keeps (openness 0): drawn half open (the irises show). A blink at the same
+    opening is short and stays shut, and a long closure that collapses the lids stays shut too."""
+    from vidmoji.face.windows import BLINK_MAX_S, NARROW_OPENNESS
+
+    def drawn(rel, n):
+        t = 40 + n
+        openness = torch.tensor([1.0] * 20 + [0.0] * n + [1.0] * 20)
+        relative = torch.tensor([1.0] * 20 + [rel] * n + [1.0] * 20)
+        out = paired_eyes({"right": openness, "left": openness.clone()}, torch.zeros(t), 30.0, blinks=True,
+                          relative={"right": relative, "left": relative.clone()})
+        return out["right"][20:20 + n].numpy(), out["left"][20:20 + n].numpy()
+
+    long = int(BLINK_MAX_S * 30) + 10
+    r, l = drawn(0.6, long)
+    assert (r >= NARROW_OPENNESS).all() and (l >= NARROW_OPENNESS).all()
+    r, l = drawn(0.6, 4)
+    assert (r == 0).all() and (l == 0).all(), "a short blink at the same opening must stay shut"
+    r, l = drawn(0.3, long)
+    assert (r == 0).all() and (l == 0).all(), "a long closure with collapsed lids must stay shut"
 
 
 def test_small_wander_is_held_but_a_blink_is_not():
@@ -210,7 +233,7 @@ def test_hand_labelled_frames(choices):
             if s is not None:
                 predicted[(name, i)] = s
     got = hand_agreement(hand, predicted)
-    floors = {"eye_left": 0.975, "eye_right": 0.975, "mouth": 0.95, "gaze_h": 0.9, "smile": 0.89, "brows": 0.78}
+    floors = {"eye_left": 0.99, "eye_right": 0.99, "mouth": 0.95, "gaze_h": 0.9, "smile": 0.89, "brows": 0.78}
     low = {k: round(a.balanced, 3) for k, a in got.items() if not a.balanced >= floors[k]}
     assert not low, f"below the floor: {low} (floors {floors})"
 
@@ -239,6 +262,28 @@ def test_d3_phantom_winks_are_only_where_the_labels_disagree(choices):
     phantom = [i for i, f in enumerate(states) if f is not None and lab["eye_left"][i] is not None
                and lab["eye_left"][i] == lab["eye_right"][i] and f["eye_left"] != f["eye_right"]]
     assert set(phantom) <= {18, 19, 20}, f"d3: one eye shut and the other open on frames {phantom}"
+
+
+@needs_media
+def test_a_speaker_reading_notes_keeps_open_eyes_and_a_long_closure_stays_shut(choices, tmp_path):
+    """d3 reads its notes from about frame 65 to 101, lids lowered to 0.58-0.66 of the open eye with the irises
+    showing (hand-labelled open at 80 and 100; the tracker says shut): drawn half open over the clip and live
+    (the online stages, from the frames so far). From 110 to 160 it looks further down with the eyes shut (the
+    lids at 0.25-0.32): drawn shut by both."""
+    track, ch, idx = choices("liveportrait__d3")
+    states = _states(track, ch, idx)
+    for i in range(75, 101):
+        assert states[i]["eye_left"] == states[i]["eye_right"] == "open", (i, states[i])
+    shut = [i for i in range(110, 161) if states[i]["eye_left"] == states[i]["eye_right"] == "closed"]
+    assert len(shut) >= 45, f"the long closure drawn open on {sorted(set(range(110, 161)) - set(shut))}"
+    from vidmoji.live import LiveOptions, live_media
+    tl = tmp_path / "live.json"
+    live_media(LiveOptions(source=str(MEDIA / "video" / "liveportrait__d3.mp4"), output=str(tmp_path / "live.mp4"),
+                           timeline=tl, size=128, device="cpu", show_status=False))
+    frames = json.loads(tl.read_text())["frames"]
+    eye = lambda i: {binary_state(s, frames[i]["parts"][s]["tags"]) for s in ("eye_left", "eye_right")}  # noqa: E731
+    assert all(eye(i) == {"open"} for i in range(80, 93)), [sorted(eye(i)) for i in range(80, 93)]
+    assert sum(eye(i) == {"closed"} for i in range(110, 161)) >= 45
 
 
 @needs_media

@@ -288,9 +288,14 @@ def open_eyes(measures: dict[str, torch.Tensor]) -> dict[str, float]:
     return out
 
 
+def relative_opening(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
+    """(F,) one eye's lid opening as a share of the subject's open eye's."""
+    return measures[f"eye_{side}"] / calibration.eye_open[side]
+
+
 def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
     """(F,) calibrated openness of one eye: 0 shut, 1 the subject's open eye, above 1 wide."""
-    rel = measures[f"eye_{side}"] / calibration.eye_open[side]
+    rel = relative_opening(measures, calibration, side)
     (r0, o0), (r1, o1), (r2, o2) = parts.EYE_OPENNESS_KNOTS
     low = o0 + (rel - r0) * (o1 - o0) / (r1 - r0)
     mid = o1 + (rel - r1) * (o2 - o1) / (r2 - r1)
@@ -334,6 +339,21 @@ BLINK_MAX_S = 0.3
 BLINK_HOLD = 0.75
 
 
+# Looking down (at notes, a phone, a keyboard) lowers the upper lids with the irises: d3 reads its notes with
+# both eyes at 0.58-0.66 of their open opening for frames on end (65-101), the irises showing below the lids
+# (open to a person, hand_expressions frames 80 and 100; shut to the tracker), and so inside the range a shut
+# eye's contour keeps (parts.RESIDUAL_EYE_GAP), where they were drawn shut. A blink is short (BLINK_MAX_S), and
+# a long closure collapses the lids further (d3 at 110-160, looking down further with the eyes shut: 0.25-0.32).
+# So a run of frames longer than BLINK_MAX_S on which neither eye is below NARROW_REL of its open opening and
+# their mean is below NARROW_MEAN (reading as good as shut) is drawn at least NARROW_OPENNESS open (the `half`
+# parts) rather than shut. Nowhere else in the public clips (at full size or scaled to 60 px faces) does such a
+# run occur; lowering RESIDUAL_EYE_GAP instead (0.55) lost the blinks that keep more of their opening (d19
+# behind glasses, s32's turned head: their hand-labelled eyes 1.00 -> 0.50 and 0.83).
+NARROW_REL = 0.5
+NARROW_MEAN = 0.7
+NARROW_OPENNESS = 0.45
+
+
 def _rolling_median(x: torch.Tensor, half: int, trailing: bool = False) -> torch.Tensor:
     """(T,) median over [t - half, t + half], the ends padded with their edge values; trailing: over
     [t - 2 half, t] (the frames so far only, as live has them)."""
@@ -365,7 +385,8 @@ def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float, trailing: 
 
 def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float,
                 hold: bool = True, wink_min_s: float = parts.WINK_MIN_S,
-                blinks: bool = False, trailing: bool = False) -> dict[str, torch.Tensor]:
+                blinks: bool = False, trailing: bool = False,
+                relative: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Blinks and winks decided over both eyes, for a sequence of T consecutive frames of one face.
 
     openness: {"right", "left"}: (T,) calibrated openness (`eye_openness`); yaw: (T,) degrees
@@ -376,7 +397,9 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     so a half-hearted one-eye squint, a foreshortened far eye or a jittery mesh never shows as a wink. Past FAR_EYE_YAW the
     far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. blinks: draw short dips
     of both eyes shut (`blink_frames`; trailing: from the frames so far, as live does). A single frame (a photo) needs no
-    duration. Returns {"right", "left": (T,) openness to draw, "wink": (T,) bool}.
+    duration. relative: {"right", "left": (T,) `relative_opening`}, to draw long narrowings of both eyes that
+    stop short of shut (looking down) half open (see NARROW_REL). Returns {"right", "left": (T,) openness to
+    draw, "wink": (T,) bool}.
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
     blinking = blink_frames(right, left, fps, trailing) if blinks and len(right) > 1 \
@@ -426,6 +449,13 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
                     break
     blinking &= ~winking
     out_r[blinking], out_l[blinking] = 0.0, 0.0
+    if relative is not None and len(out_r) > 1:
+        rel_r, rel_l = relative["right"].float().cpu(), relative["left"].float().cpu()
+        narrow = (torch.minimum(rel_r, rel_l) >= NARROW_REL) & ((rel_r + rel_l) / 2 < NARROW_MEAN)
+        longest = max(1, int(round(BLINK_MAX_S * fps)))
+        for a, b in _runs(narrow & ~blinking & ~winking):
+            if b - a > longest:
+                out_r[a:b], out_l[a:b] = out_r[a:b].clamp_min(NARROW_OPENNESS), out_l[a:b].clamp_min(NARROW_OPENNESS)
     if hold and len(out_r) > 1:
         out_r, out_l = _dead_band(out_r, parts.EYE_DEAD_BAND), _dead_band(out_l, parts.EYE_DEAD_BAND)
     return {"right": out_r, "left": out_l, "wink": winking}
@@ -456,7 +486,8 @@ def eye_sequence(mesh: torch.Tensor, calibration: Calibration, fps: float,
     meas = measure(mesh) if measures is None else measures
     openness = {side: eye_openness(meas, calibration, side) for side in ("right", "left")}
     yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(len(mesh))
-    return paired_eyes(openness, yaw, fps, blinks=True)
+    return paired_eyes(openness, yaw, fps, blinks=True,
+                       relative={side: relative_opening(meas, calibration, side) for side in ("right", "left")})
 
 
 # The online stages (`vidmoji live`): the same decisions as over a whole clip, each frame decided when it
@@ -594,7 +625,7 @@ class OnlineEyes:
     def __init__(self, fps: float, wink_min_s: float = ONLINE_WINK_MIN_S):
         self.fps, self.wink_min_s = fps, wink_min_s
         self.window = max(2, int(round(ONLINE_EYE_WINDOW_S * fps)))
-        self._open: list[tuple[float, float, float]] = []        # right, left, yaw
+        self._open: list[tuple[float, ...]] = []     # openness right, left, yaw, relative opening right, left
         self._held: dict[str, torch.Tensor | None] = {"right": None, "left": None, "gaze": None}
 
     def reset(self) -> None:
@@ -608,12 +639,15 @@ class OnlineEyes:
         bool}, (1, 2, 2) gaze), for this frame."""
         yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(1)
         self._open.append((float(eye_openness(measures, calibration, "right")[0]),
-                           float(eye_openness(measures, calibration, "left")[0]), float(yaw[0])))
+                           float(eye_openness(measures, calibration, "left")[0]), float(yaw[0]),
+                           float(relative_opening(measures, calibration, "right")[0]),
+                           float(relative_opening(measures, calibration, "left")[0])))
         if len(self._open) > self.window:
             del self._open[0]
         seq = torch.tensor(self._open)
         eyes = paired_eyes({"right": seq[:, 0], "left": seq[:, 1]}, seq[:, 2], self.fps, hold=False,
-                           wink_min_s=self.wink_min_s, blinks=True, trailing=True)
+                           wink_min_s=self.wink_min_s, blinks=True, trailing=True,
+                           relative={"right": seq[:, 3], "left": seq[:, 4]})
         out = {"wink": eyes["wink"][-1:]}
         for side in ("right", "left"):
             out[side] = self._held[side] = dead_band_step(eyes[side][-1:], self._held[side], parts.EYE_DEAD_BAND)
