@@ -282,7 +282,7 @@ def test_a_speaker_reading_notes_keeps_open_eyes_and_a_long_closure_stays_shut(c
                            timeline=tl, size=128, device="cpu", show_status=False))
     frames = json.loads(tl.read_text())["frames"]
     eye = lambda i: {binary_state(s, frames[i]["parts"][s]["tags"]) for s in ("eye_left", "eye_right")}  # noqa: E731
-    assert all(eye(i) == {"open"} for i in range(80, 93)), [sorted(eye(i)) for i in range(80, 93)]
+    assert all(eye(i) == {"open"} for i in range(75, 101)), [sorted(eye(i)) for i in range(75, 101)]
     assert sum(eye(i) == {"closed"} for i in range(110, 161)) >= 45
 
 

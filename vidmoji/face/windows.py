@@ -348,9 +348,12 @@ BLINK_HOLD = 0.75
 # their mean is below NARROW_MEAN (reading as good as shut) is drawn at least NARROW_OPENNESS open (the `half`
 # parts) rather than shut. Nowhere else in the public clips (at full size or scaled to 60 px faces) does such a
 # run occur; lowering RESIDUAL_EYE_GAP instead (0.55) lost the blinks that keep more of their opening (d19
-# behind glasses, s32's turned head: their hand-labelled eyes 1.00 -> 0.50 and 0.83).
+# behind glasses, s32's turned head: their hand-labelled eyes 1.00 -> 0.50 and 0.83). NARROW_MEAN 0.7 and 0.75
+# draw the same over every public clip; 0.75 also holds live, whose open eye from d3's frames so far reads 17%
+# small through the look-down (hand frame 100 at 0.70 of it: drawn shut live with 0.7); at 0.85 it would lift
+# frames of s32's blink at 31-41 and d3's second wink.
 NARROW_REL = 0.5
-NARROW_MEAN = 0.7
+NARROW_MEAN = 0.75
 NARROW_OPENNESS = 0.45
 
 
