@@ -295,7 +295,11 @@ def relative_opening(measures: dict[str, torch.Tensor], calibration: Calibration
 
 def eye_openness(measures: dict[str, torch.Tensor], calibration: Calibration, side: str) -> torch.Tensor:
     """(F,) calibrated openness of one eye: 0 shut, 1 the subject's open eye, above 1 wide."""
-    rel = relative_opening(measures, calibration, side)
+    return openness_from_relative(relative_opening(measures, calibration, side))
+
+
+def openness_from_relative(rel: torch.Tensor) -> torch.Tensor:
+    """`eye_openness` from the eye's `relative_opening` (for callers that keep both)."""
     (r0, o0), (r1, o1), (r2, o2) = parts.EYE_OPENNESS_KNOTS
     low = o0 + (rel - r0) * (o1 - o0) / (r1 - r0)
     mid = o1 + (rel - r1) * (o2 - o1) / (r2 - r1)
@@ -364,6 +368,11 @@ def _rolling_median(x: torch.Tensor, half: int, trailing: bool = False) -> torch
     return padded.unfold(0, 2 * half + 1, 1).median(-1).values
 
 
+def _blink_max_frames(fps: float) -> int:
+    """BLINK_MAX_S in frames: longer dips of both eyes are no blink."""
+    return max(1, int(round(BLINK_MAX_S * fps)))
+
+
 def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float, trailing: bool = False) -> torch.Tensor:
     """(T,) bool: the frames of short dips of both eyes below their own surrounding level (see BLINK_DROP).
     trailing (live): the level from the frames before only, and a dip still going on at the last frame counts
@@ -374,7 +383,7 @@ def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float, trailing: 
         return out
     half = max(1, int(round(BLINK_LEVEL_S * fps / 2)))
     drop = torch.minimum(_rolling_median(right, half, trailing) - right, _rolling_median(left, half, trailing) - left)
-    longest = max(1, int(round(BLINK_MAX_S * fps)))
+    longest = _blink_max_frames(fps)
     # With hysteresis: a dip that reaches BLINK_DROP spans the frames around it where both eyes are more than
     # BLINK_HOLD of it below their level (the lids on their way down and up).
     # Of its frames, those within the eye's wander (parts.EYE_DEAD_BAND) of its deepest are the shut ones; a
@@ -455,7 +464,7 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     if relative is not None and len(out_r) > 1:
         rel_r, rel_l = relative["right"].float().cpu(), relative["left"].float().cpu()
         narrow = (torch.minimum(rel_r, rel_l) >= NARROW_REL) & ((rel_r + rel_l) / 2 < NARROW_MEAN)
-        longest = max(1, int(round(BLINK_MAX_S * fps)))
+        longest = _blink_max_frames(fps)
         for a, b in _runs(narrow & ~blinking & ~winking):
             if b - a > longest:
                 out_r[a:b], out_l[a:b] = out_r[a:b].clamp_min(NARROW_OPENNESS), out_l[a:b].clamp_min(NARROW_OPENNESS)
@@ -487,10 +496,10 @@ def eye_sequence(mesh: torch.Tensor, calibration: Calibration, fps: float,
     """The drawn openness of both eyes over T consecutive frames of one face ((T, >=468, 3) mesh);
     measures: `measure(mesh)` when the caller has it."""
     meas = measure(mesh) if measures is None else measures
-    openness = {side: eye_openness(meas, calibration, side) for side in ("right", "left")}
+    relative = {side: relative_opening(meas, calibration, side) for side in ("right", "left")}
+    openness = {side: openness_from_relative(rel) for side, rel in relative.items()}
     yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(len(mesh))
-    return paired_eyes(openness, yaw, fps, blinks=True,
-                       relative={side: relative_opening(meas, calibration, side) for side in ("right", "left")})
+    return paired_eyes(openness, yaw, fps, blinks=True, relative=relative)
 
 
 # The online stages (`vidmoji live`): the same decisions as over a whole clip, each frame decided when it
@@ -641,10 +650,9 @@ class OnlineEyes:
         """mesh (1, >=468, 3), its measures and baseline -> ({"right", "left": (1,) openness, "wink": (1,)
         bool}, (1, 2, 2) gaze), for this frame."""
         yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(1)
-        self._open.append((float(eye_openness(measures, calibration, "right")[0]),
-                           float(eye_openness(measures, calibration, "left")[0]), float(yaw[0]),
-                           float(relative_opening(measures, calibration, "right")[0]),
-                           float(relative_opening(measures, calibration, "left")[0])))
+        rel = [relative_opening(measures, calibration, side)[:1] for side in ("right", "left")]
+        self._open.append((*(float(openness_from_relative(r)[0]) for r in rel), float(yaw[0]),
+                           *(float(r[0]) for r in rel)))
         if len(self._open) > self.window:
             del self._open[0]
         seq = torch.tensor(self._open)
