@@ -133,6 +133,29 @@ def test_a_long_narrowing_that_stops_short_of_shut_is_drawn_half_open():
     assert (r == 0).all() and (l == 0).all(), "a long closure with collapsed lids must stay shut"
 
 
+def test_a_blink_the_lids_hardly_show_is_drawn_shut_when_the_eyes_lose_their_contrast():
+    """Behind glasses or on a small face a blink moves the mesh's lids little, but hides the iris and the white
+    of the eye: a short, shallow dip of both eyes with both eyes' contrast halved is a blink; the same dip with
+    the contrast kept, the contrast lost without any dip of the lids, or lost for longer than a blink are not."""
+    from vidmoji.face.windows import BLINK_CONTRAST, BLINK_CONTRAST_DROP, BLINK_DROP, BLINK_MAX_S, blink_frames
+    dip = 1.0 - (BLINK_CONTRAST_DROP + BLINK_DROP) / 2          # more than the contrast rule asks, less than BLINK_DROP
+
+    def blinks(n, lids, seen):
+        eye = torch.tensor([1.0] * 20 + [lids] * n + [1.0] * 20)
+        contrast = torch.tensor([[40.0, 36.0]] * 20 + [[40.0 * seen, 36.0 * seen]] * n + [[40.0, 36.0]] * 20)
+        return blink_frames(eye, eye.clone(), 30.0, contrast=contrast)[20:20 + n]
+
+    low = BLINK_CONTRAST - 0.2
+    assert blinks(2, dip, low).all(), "a shallow dip with the eyes' contrast lost must be a blink"
+    assert not blinks(2, dip, 1.0).any(), "without the contrast lost, a shallow dip is the eyes' wander"
+    assert not blinks(2, 1.0, low).any(), "the contrast lost without the lids moving is no blink"
+    long = int(BLINK_MAX_S * 30) + 4
+    assert not blinks(long, dip, low).any(), "longer than a blink is no blink"
+    eye = torch.tensor([1.0] * 30 + [dip] * 2)                  # live: the level from the frames before
+    contrast = torch.tensor([[40.0, 36.0]] * 30 + [[40.0 * low, 36.0 * low]] * 2)
+    assert blink_frames(eye, eye.clone(), 30.0, True, contrast)[-2:].all()
+
+
 def test_small_wander_is_held_but_a_blink_is_not():
     wander = [1.0, 1.08, 0.95, 1.05, 0.93, 1.02]
     r, l, _ = _pair(wander, wander)
@@ -411,6 +434,48 @@ def test_d3_winks_show_on_a_60_px_face(face_tracks, tmp_path):
     # run to run); a one-eye frame anywhere else, or more of them than those places hold, is a phantom wink.
     places = set(range(15, 25)) | set(range(26, 31)) | set(range(260, 278))
     assert set(phantom) <= places and len(phantom) <= 12, f"60 px: one eye shut and the other open on frames {phantom}"
+
+
+@needs_media
+def test_d19_blink_behind_glasses_shows_on_a_90_px_face(face_tracks, tmp_path):
+    """d19 wears glasses; at its blink (frames 99-100, hand-labelled shut at 99) the mesh's lids keep 0.8 of
+    their opening, and with the face 90 px wide both eyes dip by only 0.21 of the openness, no more than its
+    smiling squints at 87-89 and 118-124 (drawn half open, hand-labelled open at 122). The contrast over the
+    eyes' middle falls to half (`eye_contrast`): render and live draw the blink shut, and render no other frame
+    around it. Without the contrast the blink is drawn half open."""
+    from dataclasses import replace
+
+    from vidmoji.avatar.index import load_indexes
+    from vidmoji.avatar.templates import load_style
+    from vidmoji.embed.registry import load_embedder
+    from vidmoji.live import LiveOptions, live_media
+    from vidmoji.pipeline import choose_parts, track_faces
+    from vidmoji.video import scaled_video
+    name = "liveportrait__d19"
+    full = face_tracks(name)
+    sides = full.mesh[full.has_face][:, list(parts.FACE_SIDES), :2]
+    scale = 90.0 / float(np.median(np.linalg.norm(sides[:, 1] - sides[:, 0], axis=-1)))
+    cpu = torch.device("cpu")
+    small = scaled_video(MEDIA / "video" / f"{name}.mp4", scale, tmp_path / "small.mp4")
+    track = track_faces(small, cpu)
+    embedder = load_embedder("ae", cpu)
+    indexes = load_indexes(load_style("flat"), embedder, cpu, log=lambda m: None)
+
+    def shut(states):
+        return [i for i in range(80, 126) if states[i] is not None
+                and states[i]["eye_left"] == "closed" and states[i]["eye_right"] == "closed"]
+
+    rendered = shut(_states(track, choose_parts(track, embedder, indexes, "viterbi", cpu), indexes))
+    assert 99 in rendered and set(rendered) <= {98, 99, 100, 101}, f"90 px: both eyes shut on {rendered}"
+    blind = replace(track, eye_contrast=None)
+    assert 99 not in shut(_states(blind, choose_parts(blind, embedder, indexes, "viterbi", cpu), indexes)), \
+        "the lids alone drew the blink: the test no longer needs the contrast"
+    tl = tmp_path / "live.json"
+    live_media(LiveOptions(source=str(small), output=str(tmp_path / "live.mp4"), timeline=tl, size=128,
+                           device="cpu", show_status=False))
+    frames = json.loads(tl.read_text())["frames"]
+    assert all(frames[99]["face"] and binary_state(s, frames[99]["parts"][s]["tags"]) == "closed"
+               for s in ("eye_left", "eye_right")), "live: d19's blink at 99 not drawn shut"
 
 
 @needs_media

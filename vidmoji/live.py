@@ -791,7 +791,7 @@ class LivePath:
             mesh_t = torch.from_numpy(mesh)
             meas = measure(mesh_t)
             calibration = self.calibration.update(meas)
-            eyes, gaze = self.eyes.push(mesh_t, meas, calibration)
+            eyes, gaze = self.eyes.push(mesh_t, meas, calibration, torch.from_numpy(found.eye_contrast[:1]))
             matches, candidates = part_candidates(mesh, calibration, eyes, self.embedder, self.indexes, self.device,
                                                   found.rgb, TOP_K, measures=meas)
             self._follow(mesh[0], arrival.frame)

@@ -47,8 +47,8 @@ from vidmoji.face.parse import colorize, mesh_label_map
 from vidmoji.identity import (DEFAULT_IDENTITY, Identity, IdentityOverrides, IdentitySampler, apply_overrides, check_overrides,
                               choose_hair,
                               identity_notes, identity_timeline, measure_identity, persona_json, read_persona)
-from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_sequence, head_angles, measure, part_rgb_crops,
-                                  part_windows)
+from vidmoji.face.windows import (Calibration, calibrated_mesh, eye_contrast, eye_sequence, head_angles, measure,
+                                  part_rgb_crops, part_windows)
 from vidmoji.face.windows import gaze as gaze_of
 from vidmoji.match import SlotMatches, match_windows
 from vidmoji.progress import Progress, log
@@ -110,6 +110,8 @@ class FaceTrack:
     # the first OTHER_PEOPLE people for their own identity
     other_ids: list[list[int]] = field(default_factory=list)
     other_heads: dict[int, list] = field(default_factory=dict)
+    # (T, 2) windows.eye_contrast of the main face's right and left eye (NaN where none), for the blinks
+    eye_contrast: np.ndarray | None = None
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -161,12 +163,14 @@ def refined_meshes(frames: torch.Tensor, faces: list[list], refiner: EyeRefiner)
 class FaceFrames:
     """What stage 1 found in N consecutive frames: has_face (N,) bool; mesh (N, 478, 3) float32 of the main
     face (NaN where none); others: per frame the meshes of the
-    other faces; rgb: {slot: (F, D)} RGB embeddings of the F frames with a face, when an RGB embedder ran."""
+    other faces; rgb: {slot: (F, D)} RGB embeddings of the F frames with a face, when an RGB embedder ran;
+    eye_contrast: (N, 2) `windows.eye_contrast` of the main face (NaN where none)."""
 
     has_face: np.ndarray
     mesh: np.ndarray
     others: list[list[np.ndarray]]
     rgb: dict[str, np.ndarray]
+    eye_contrast: np.ndarray
 
 
 class FaceStage:
@@ -221,12 +225,16 @@ class FaceStage:
             main_idx.append(i)
             main_mesh.append(frame_faces[k])
         rgb: dict[str, np.ndarray] = {}
-        if main_idx and self.rgb_embedder is not None:
+        contrast = np.full((n, 2), np.nan, np.float32)
+        if main_idx:
             index = torch.tensor(main_idx, device=self.device)
-            crops = part_rgb_crops(frames, index, torch.stack(main_mesh).to(self.device))
-            rgb = {slot: embed_slot(self.rgb_embedder, slot, crops[slot]).float().cpu().numpy()
-                   for slot in parts.SLOTS}
-        return FaceFrames(has_face, meshes, others, rgb)
+            stacked = torch.stack(main_mesh).to(self.device)
+            contrast[main_idx] = eye_contrast(frames, index, stacked).numpy()
+            if self.rgb_embedder is not None:
+                crops = part_rgb_crops(frames, index, stacked)
+                rgb = {slot: embed_slot(self.rgb_embedder, slot, crops[slot]).float().cpu().numpy()
+                       for slot in parts.SLOTS}
+        return FaceFrames(has_face, meshes, others, rgb, contrast)
 
 
 def frame_reader(source: Path, info: VideoInfo | None = None) -> FrameReader:
@@ -266,7 +274,7 @@ def track_faces(source: Path, device: torch.device, rgb_embedder: Embedder | Non
                      np.concatenate([f.mesh for f in found]), others, info.width, info.height, rgb,
                      heads.samples, heads.seconds + (people.seconds if people else 0.0),
                      people.ids if people else [[-1] * len(o) for o in others],
-                     people.views() if people else {})
+                     people.views() if people else {}, np.concatenate([f.eye_contrast for f in found]))
 
 
 # Overlay: how many of the other people get an identity of their own (the rest wear the default look), how
@@ -389,7 +397,8 @@ def choose_parts(track: FaceTrack, embedder: Embedder, indexes: dict[str, PartIn
     mesh_t = torch.from_numpy(mesh)
     meas = measure(mesh_t)                         # once, for the baseline, the eyes, the gaze and the windows
     calibration = subject_calibration(track, meas)
-    eyes = eye_sequence(mesh_t, calibration, track_fps(track), meas)
+    contrast = None if track.eye_contrast is None else torch.from_numpy(track.eye_contrast[present])
+    eyes = eye_sequence(mesh_t, calibration, track_fps(track), meas, contrast)
     gaze = np.full((len(track.pts), 2, 2), np.nan, np.float32)
     gaze[present] = gaze_of(meas, calibration).numpy()
     matches, candidates = part_candidates(mesh, calibration, eyes, embedder, indexes, device,

@@ -341,6 +341,17 @@ BLINK_MAX_S = 0.3
 # Half of the drop took in the lids' way down and up around d14's one-frame blinks too (its tracker eyes 0.994
 # -> 0.983); three quarters keeps d19's first blink frame (drop 0.34 and 0.28) and adds none there.
 BLINK_HOLD = 0.75
+# Behind glasses and on small faces the mesh's lids hardly move in a blink (d19 frame 99: both eyes dip 0.42 of
+# the openness at full size, 0.21-0.24 with the face 90-120 px wide, under 0.15 at 60 px, no more than faces at
+# rest wander there), but the eye's look changes: the lid hides the iris and the white of the eye, and the
+# contrast over the eye's middle (`eye_contrast`) falls to half its level at every size. So a run no longer than
+# BLINK_MAX_S on which both eyes' contrast sits under BLINK_CONTRAST of its own level (its median over
+# BLINK_LEVEL_S) while the openness of both dips by more than BLINK_CONTRAST_DROP is a blink too. The contrast
+# alone also falls where the eyes narrow in a laugh or a hand passes (d14 469: 0.45 of its level, no dip of the
+# lids); on the public clips at full size and at 60-120 px the rule adds d19's blink at 99 and, at full size,
+# two blink frames the lids' dip alone missed (d9 562, d14 128 at 60 px), and no frame the labels call open.
+BLINK_CONTRAST = 0.7
+BLINK_CONTRAST_DROP = 0.05
 
 
 # Looking down (at notes, a phone, a keyboard) lowers the upper lids with the irises: d3 reads its notes with
@@ -373,10 +384,12 @@ def _blink_max_frames(fps: float) -> int:
     return max(1, int(round(BLINK_MAX_S * fps)))
 
 
-def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float, trailing: bool = False) -> torch.Tensor:
+def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float, trailing: bool = False,
+                 contrast: torch.Tensor | None = None) -> torch.Tensor:
     """(T,) bool: the frames of short dips of both eyes below their own surrounding level (see BLINK_DROP).
     trailing (live): the level from the frames before only, and a dip still going on at the last frame counts
-    as short until it has lasted BLINK_MAX_S (a long look-down shows shut for that long at most)."""
+    as short until it has lasted BLINK_MAX_S (a long look-down shows shut for that long at most). contrast:
+    (T, 2) `eye_contrast` of the right and left eye, for the blinks the lids hardly show (see BLINK_CONTRAST)."""
     t = len(right)
     out = torch.zeros(t, dtype=torch.bool)
     if t < 3:
@@ -392,13 +405,21 @@ def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float, trailing: 
     for a, b in _runs(drop > BLINK_DROP * BLINK_HOLD):
         if b - a <= longest and bool((drop[a:b] > BLINK_DROP).any()):
             out[a:b] = mean[a:b] <= mean[a:b].min() + parts.EYE_DEAD_BAND
+    if contrast is not None:
+        c = contrast.float().cpu()
+        ratio = torch.maximum(c[:, 0] / _rolling_median(c[:, 0], half, trailing).clamp_min(1e-3),
+                              c[:, 1] / _rolling_median(c[:, 1], half, trailing).clamp_min(1e-3))
+        for a, b in _runs((ratio < BLINK_CONTRAST) & (drop > BLINK_CONTRAST_DROP)):
+            if b - a <= longest:
+                out[a:b] = True
     return out
 
 
 def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float,
                 hold: bool = True, wink_min_s: float = parts.WINK_MIN_S,
                 blinks: bool = False, trailing: bool = False,
-                relative: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                relative: dict[str, torch.Tensor] | None = None,
+                contrast: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Blinks and winks decided over both eyes, for a sequence of T consecutive frames of one face.
 
     openness: {"right", "left"}: (T,) calibrated openness (`eye_openness`); yaw: (T,) degrees
@@ -410,11 +431,12 @@ def paired_eyes(openness: dict[str, torch.Tensor], yaw: torch.Tensor, fps: float
     far eye takes the near eye's openness. hold: apply parts.EYE_DEAD_BAND over time. blinks: draw short dips
     of both eyes shut (`blink_frames`; trailing: from the frames so far, as live does). A single frame (a photo) needs no
     duration. relative: {"right", "left": (T,) `relative_opening`}, to draw long narrowings of both eyes that
-    stop short of shut (looking down) half open (see NARROW_REL). Returns {"right", "left": (T,) openness to
+    stop short of shut (looking down) half open (see NARROW_REL); contrast: (T, 2) `eye_contrast`, for the
+    blinks (see BLINK_CONTRAST). Returns {"right", "left": (T,) openness to
     draw, "wink": (T,) bool}.
     """
     right, left = openness["right"].float().cpu().clone(), openness["left"].float().cpu().clone()
-    blinking = blink_frames(right, left, fps, trailing) if blinks and len(right) > 1 \
+    blinking = blink_frames(right, left, fps, trailing, contrast) if blinks and len(right) > 1 \
         else torch.zeros(len(right), dtype=torch.bool)
     # Turned toward the image's right (positive yaw) hides the subject's left eye, and the other way round.
     # The far eye's lids are foreshortened and half hidden, so it reads more shut than it is: its closure is
@@ -492,14 +514,16 @@ def gaze(measures: dict[str, torch.Tensor], calibration: Calibration, hold: bool
 
 
 def eye_sequence(mesh: torch.Tensor, calibration: Calibration, fps: float,
-                 measures: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 measures: dict[str, torch.Tensor] | None = None,
+                 contrast: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The drawn openness of both eyes over T consecutive frames of one face ((T, >=468, 3) mesh);
-    measures: `measure(mesh)` when the caller has it."""
+    measures: `measure(mesh)` when the caller has it; contrast: (T, 2) `eye_contrast` where the frames were
+    seen."""
     meas = measure(mesh) if measures is None else measures
     relative = {side: relative_opening(meas, calibration, side) for side in ("right", "left")}
     openness = {side: openness_from_relative(rel) for side, rel in relative.items()}
     yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(len(mesh))
-    return paired_eyes(openness, yaw, fps, blinks=True, relative=relative)
+    return paired_eyes(openness, yaw, fps, blinks=True, relative=relative, contrast=contrast)
 
 
 # The online stages (`vidmoji live`): the same decisions as over a whole clip, each frame decided when it
@@ -637,7 +661,8 @@ class OnlineEyes:
     def __init__(self, fps: float, wink_min_s: float = ONLINE_WINK_MIN_S):
         self.fps, self.wink_min_s = fps, wink_min_s
         self.window = max(2, int(round(ONLINE_EYE_WINDOW_S * fps)))
-        self._open: list[tuple[float, ...]] = []     # openness right, left, yaw, relative opening right, left
+        # openness right, left, yaw, relative opening right, left, eye_contrast right, left
+        self._open: list[tuple[float, ...]] = []
         self._held: dict[str, torch.Tensor | None] = {"right": None, "left": None, "gaze": None}
 
     def reset(self) -> None:
@@ -645,20 +670,21 @@ class OnlineEyes:
         self._open.clear()
         self._held = {k: None for k in self._held}
 
-    def push(self, mesh: torch.Tensor, measures: dict[str, torch.Tensor],
-             calibration: Calibration) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """mesh (1, >=468, 3), its measures and baseline -> ({"right", "left": (1,) openness, "wink": (1,)
-        bool}, (1, 2, 2) gaze), for this frame."""
+    def push(self, mesh: torch.Tensor, measures: dict[str, torch.Tensor], calibration: Calibration,
+             contrast: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """mesh (1, >=468, 3), its measures and baseline, and its (1, 2) `eye_contrast` when the frame was
+        seen -> ({"right", "left": (1,) openness, "wink": (1,) bool}, (1, 2, 2) gaze), for this frame."""
         yaw = head_angles(mesh)["yaw"] if mesh.shape[-1] >= 3 else torch.zeros(1)
         rel = [relative_opening(measures, calibration, side)[:1] for side in ("right", "left")]
+        seen = contrast.reshape(-1)[:2].tolist() if contrast is not None else [float("nan")] * 2
         self._open.append((*(float(openness_from_relative(r)[0]) for r in rel), float(yaw[0]),
-                           *(float(r[0]) for r in rel)))
+                           *(float(r[0]) for r in rel), *seen))
         if len(self._open) > self.window:
             del self._open[0]
         seq = torch.tensor(self._open)
         eyes = paired_eyes({"right": seq[:, 0], "left": seq[:, 1]}, seq[:, 2], self.fps, hold=False,
                            wink_min_s=self.wink_min_s, blinks=True, trailing=True,
-                           relative={"right": seq[:, 3], "left": seq[:, 4]})
+                           relative={"right": seq[:, 3], "left": seq[:, 4]}, contrast=seq[:, 5:7])
         out = {"wink": eyes["wink"][-1:]}
         for side in ("right", "left"):
             out[side] = self._held[side] = dead_band_step(eyes[side][-1:], self._held[side], parts.EYE_DEAD_BAND)
@@ -808,6 +834,36 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     blurred = gaussian_blur(soft.reshape(f, c, parts.WINDOW_SIZE, parts.WINDOW_SIZE), parts.WINDOW_BLUR_SIGMA)
     split = blurred.split([len(parts.SLOT_CHANNELS[slot]) for slot in parts.SLOTS], dim=1)
     return {slot: w.contiguous() for slot, w in zip(parts.SLOTS, split)}
+
+
+# The eyes' look (see blink_frames): the spread of the luminance over a square at each eye's middle (between its
+# corners), EYE_PATCH of the eye's width on each side, sampled EYE_PATCH_GRID x EYE_PATCH_GRID. An open eye
+# puts the dark iris and the white of the eye there; a shut lid, skin of one tone.
+EYE_PATCH = 0.22
+EYE_PATCH_GRID = 12
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def eye_contrast(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor) -> torch.Tensor:
+    """(F, 2) float32: the luminance's standard deviation (0-255) over the middle of the right and left eye.
+
+    frames: (N, H, W, 3) uint8 RGB; frame_index: (F,) long; mesh: (F, >=468, >=2) pixels."""
+    f = len(frame_index)
+    if f == 0:
+        return torch.zeros((0, 2))
+    n, h, w, _ = frames.shape
+    xy = mesh[..., :2].float()
+    corners = torch.stack([xy[:, list(parts.EYE_RIGHT_CORNERS)], xy[:, list(parts.EYE_LEFT_CORNERS)]], 1)  # (F, 2, 2, 2)
+    centre = corners.mean(2).reshape(2 * f, 2)
+    half = EYE_PATCH * (corners[:, :, 0] - corners[:, :, 1]).norm(dim=-1).reshape(2 * f).clamp_min(0.5)
+    steps = (torch.arange(EYE_PATCH_GRID, device=xy.device, dtype=xy.dtype) + 0.5) / EYE_PATCH_GRID * 2 - 1
+    gy, gx = torch.meshgrid(steps, steps, indexing="ij")
+    px = centre[:, None, None, :] + half[:, None, None, None] * torch.stack([gx, gy], -1)   # (2F, G, G, 2)
+    size = torch.tensor([w, h], device=xy.device, dtype=xy.dtype)
+    grid = (2 * px + 1) / size - 1
+    rgb = sample_frames(frames, frame_index.repeat_interleave(2), grid, "border")            # (2F, 3, G, G)
+    luma = (rgb * torch.tensor(_LUMA, device=rgb.device)[None, :, None, None]).sum(1)
+    return luma.flatten(1).std(1).reshape(f, 2).float().cpu()
 
 
 def part_rgb_crops(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor,
