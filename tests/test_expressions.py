@@ -151,6 +151,8 @@ def test_a_blink_the_lids_hardly_show_is_drawn_shut_when_the_eyes_lose_their_con
     assert not blinks(2, 1.0, low).any(), "the contrast lost without the lids moving is no blink"
     long = int(BLINK_MAX_S * 30) + 4
     assert not blinks(long, dip, low).any(), "longer than a blink is no blink"
+    flat = torch.tensor([1.0] * 20 + [dip] * 2 + [1.0] * 20)      # an eye region of one tone: nothing to lose
+    assert not blink_frames(flat, flat.clone(), 30.0, contrast=torch.full((42, 2), 1e-6)).any()
     eye = torch.tensor([1.0] * 30 + [dip] * 2)                  # live: the level from the frames before
     contrast = torch.tensor([[40.0, 36.0]] * 30 + [[40.0 * low, 36.0 * low]] * 2)
     assert blink_frames(eye, eye.clone(), 30.0, True, contrast)[-2:].all()

@@ -94,7 +94,8 @@ class FaceTrack:
     pts: (T,) float64 seconds; has_face: (T,) bool; mesh: (T, 478, 3) float32 frame pixels of the main
     face (NaN where none; the 468 mesh points, then the irises); others: per frame the (478, 3)
     meshes of the other faces; rgb_embeddings: {slot: (F, D)} for the F frames with a face, in order, when
-    an RGB embedder ran in pass 1.
+    an RGB embedder ran in pass 1; eye_contrast: (T, 2) `windows.eye_contrast` of the main face (None for a
+    track made without it).
     """
 
     pts: np.ndarray

@@ -348,10 +348,13 @@ BLINK_HOLD = 0.75
 # BLINK_MAX_S on which both eyes' contrast sits under BLINK_CONTRAST of its own level (its median over
 # BLINK_LEVEL_S) while the openness of both dips by more than BLINK_CONTRAST_DROP is a blink too. The contrast
 # alone also falls where the eyes narrow in a laugh or a hand passes (d14 469: 0.45 of its level, no dip of the
-# lids); on the public clips at full size and at 60-120 px the rule adds d19's blink at 99 and, at full size,
-# two blink frames the lids' dip alone missed (d9 562, d14 128 at 60 px), and no frame the labels call open.
+# lids); on the public clips at full size and at 60-120 px the rule adds d19's blink at 99, two blink frames
+# the lids' dip alone missed (d9 562 at full size, d14 128 at 60 px), and no frame the labels call open. An eye
+# whose contrast level is under BLINK_CONTRAST_FLOOR grey levels (a flat, blown-out or dark region) is left to
+# the lids.
 BLINK_CONTRAST = 0.7
 BLINK_CONTRAST_DROP = 0.05
+BLINK_CONTRAST_FLOOR = 2.0
 
 
 # Looking down (at notes, a phone, a keyboard) lowers the upper lids with the irises: d3 reads its notes with
@@ -407,9 +410,10 @@ def blink_frames(right: torch.Tensor, left: torch.Tensor, fps: float, trailing: 
             out[a:b] = mean[a:b] <= mean[a:b].min() + parts.EYE_DEAD_BAND
     if contrast is not None:
         c = contrast.float().cpu()
-        ratio = torch.maximum(c[:, 0] / _rolling_median(c[:, 0], half, trailing).clamp_min(1e-3),
-                              c[:, 1] / _rolling_median(c[:, 1], half, trailing).clamp_min(1e-3))
-        for a, b in _runs((ratio < BLINK_CONTRAST) & (drop > BLINK_CONTRAST_DROP)):
+        level = torch.stack([_rolling_median(c[:, k], half, trailing) for k in range(2)], 1)
+        # An eye region of one flat tone (blown out, in the dark) has no look to lose.
+        lost = ((c < BLINK_CONTRAST * level) & (level >= BLINK_CONTRAST_FLOOR)).all(1)
+        for a, b in _runs(lost & (drop > BLINK_CONTRAST_DROP)):
             if b - a <= longest:
                 out[a:b] = True
     return out
