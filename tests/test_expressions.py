@@ -439,6 +439,24 @@ def test_d3_winks_show_on_a_60_px_face(face_tracks, tmp_path):
 
 
 @needs_media
+def test_open_frames_between_one_frame_blinks_show_open(choices):
+    """d14 blinks one frame at a time at 204, 207 and 211. Handed only each frame's five nearest parts, the
+    smoother took the shut eye's part for just under the fifth on the open frames between (it scores -0.85
+    there) and kept both eyes shut from 203 to 211 (hand-labelled open at 210). With every part's similarity,
+    the open frames show open and each one-frame blink still shows shut."""
+    track, c, indexes = choices("liveportrait__d14")
+    states = _states(track, c, indexes)
+
+    def both(i):
+        return {states[i]["eye_left"], states[i]["eye_right"]}
+
+    for i in (204, 207, 211):
+        assert both(i) == {"closed"}, f"d14 blink at {i} drawn {both(i)}"
+    for i in (205, 206, 208, 209, 210):
+        assert both(i) == {"open"}, f"d14 frame {i}, open between blinks, drawn {both(i)}"
+
+
+@needs_media
 def test_d19_blink_behind_glasses_shows_on_a_90_px_face(face_tracks, tmp_path):
     """d19 wears glasses; at its blink (frames 99-100, hand-labelled shut at 99) the mesh's lids keep 0.8 of
     their opening, and with the face 90 px wide both eyes dip by only 0.21 of the openness, no more than its

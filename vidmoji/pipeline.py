@@ -63,7 +63,13 @@ BATCH = 32
 # batches ready ahead (one at 1080p: pass 1 is far slower than decoding anyway). Pass 1 holds three batches
 # at most (the one being located, one ready, one being decoded): 150 MB at 1080p.
 BATCH_BYTES = 64 * 2**20
-TOP_K = 5
+# Candidates per slot and frame handed to the smoother: every part of a slot in the shipped styles (at most 16,
+# the mouth), so the smoother weighs each part's real similarity. With the top 5 only, a part outside them was
+# assumed just under the fifth (smooth.DEFAULT_FILL_MARGIN): a shut eye's part on an open eye's frame scores
+# -0.85, but was taken for 0.55-0.60, so d14's eyes stayed shut through the open frames between its one-frame
+# blinks at 204, 207 and 211 (hand-labelled open at 210). A style with more parts than this still gets the
+# fill rule for the rest.
+TOP_K = 64
 # A frame without a face holds the last avatar for this long, then fades out over _FADE_S.
 _HOLD_S = 1.0
 _FADE_S = 0.5
