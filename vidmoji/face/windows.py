@@ -855,7 +855,7 @@ def eye_contrast(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Te
     f = len(frame_index)
     if f == 0:
         return torch.zeros((0, 2))
-    n, h, w, _ = frames.shape
+    h, w = frames.shape[1:3]
     xy = mesh[..., :2].float()
     corners = torch.stack([xy[:, list(parts.EYE_RIGHT_CORNERS)], xy[:, list(parts.EYE_LEFT_CORNERS)]], 1)  # (F, 2, 2, 2)
     centre = corners.mean(2).reshape(2 * f, 2)
@@ -867,7 +867,7 @@ def eye_contrast(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Te
     grid = (2 * px + 1) / size - 1
     rgb = sample_frames(frames, frame_index.repeat_interleave(2), grid, "border")            # (2F, 3, G, G)
     luma = (rgb * torch.tensor(_LUMA, device=rgb.device)[None, :, None, None]).sum(1)
-    return luma.flatten(1).std(1).reshape(f, 2).float().cpu()
+    return luma.flatten(1).std(1).reshape(f, 2).cpu()
 
 
 def part_rgb_crops(frames: torch.Tensor, frame_index: torch.Tensor, mesh: torch.Tensor,
