@@ -133,7 +133,7 @@ def test_mesh_matches_tflite(detector, mesh, tflite_models, parity_frames):
     crops = torch.cat(crops)
     points, presence = run_tflite(tflite_models["mesh"], crops)
     with torch.inference_mode():
-        torch_points, torch_logit = mesh.net(crops)
+        torch_points, torch_logit = mesh.net.mesh(crops)        # the plain mesh (the lips: test_attention)
     assert np.abs(torch_points.reshape(len(crops), -1).numpy() - points).max() <= 1e-3
     assert np.abs(torch_logit.numpy() - presence[:, 0]).max() <= 1e-3
     assert (presence > 0).all()

@@ -571,13 +571,11 @@ ONLINE_AHEAD_BAND = 2.0
 GAZE_PRIOR = {"right": (-2.9, -5.6), "left": (5.65, -6.5)}
 ONLINE_GAZE_PRIOR_FRAMES = 150
 # The resting lip gap live starts from, and blends the subject's with until ONLINE_PRIOR_FRAMES: people's
-# typical one, the median of the whole-clip rests of d9, d14, d18 and s32 (0.004-0.030 of the inter-ocular
-# distance) rather than Calibration.default()'s 0, which drew the lips of a subject who rests them a little
-# apart (d19: 0.035, capped at REST_GAP_CAP) open for the first half second. Live against render (tracker
-# labels, paced, largest loss): d19 0.033 -> 0.028, d18 0.024 -> 0.019, d9 0.004 -> 0.002; d3's mouth one
-# frame worse (0.980 -> 0.977; its largest loss, the right eye's, unchanged); d0, d14, s32 unchanged; the
-# hand-labelled frames unchanged. Render's photos and clips too short to measure keep Calibration.default().
-ONLINE_REST_GAP_PRIOR = 0.010
+# typical one, the median of the whole-clip rests of d9, d14, d18 and s32 with the refined lips (0.0006-0.0015 of
+# the inter-ocular distance; s32, who talks through its clip, 0.084). The plain mesh's lips rested 0.004-0.035
+# apart (0.010 was this prior then); the refined ones touch. Render's photos and clips too short to measure keep
+# Calibration.default()'s 0.
+ONLINE_REST_GAP_PRIOR = 0.001
 
 
 def online_prior() -> Calibration:
@@ -751,14 +749,6 @@ def calibrated_mesh(mesh: torch.Tensor, calibration: Calibration) -> torch.Tenso
     return out
 
 
-# See part_windows: the lip gap (share of the inter-ocular distance) beyond the subject's rest up to which it is
-# drawn doubled, and the lips' thickness (against their own at rest) midway between their own and the pout
-# template's (scripts/make_templates.py: lips 15 and 21 against 9 and 14 units, 1.55 times), where a pout's
-# parting stops being boosted.
-MOUTH_PARTED_GAP = 0.04
-POUT_THICKNESS = (1.0 + (15.0 + 21.0) / (parts.UPPER_LIP_THICKNESS + parts.LOWER_LIP_THICKNESS)) / 2
-
-
 def _window_pixels(local: torch.Tensor, slot: str) -> torch.Tensor:
     frame = parts.WINDOW_FRAMES[slot]
     origin = torch.tensor([frame.cx - frame.half, frame.cy - frame.half], device=local.device)
@@ -799,19 +789,11 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     close = torch.minimum(calibration.rest_gap * units_per_iod, gap_units.clamp_min(0.0)) / 2
     mouth[:, list(_UPPER_INNER), 1] += close[:, None]
     mouth[:, list(_LOWER_INNER), 1] -= close[:, None]
-    # Parted lips in the templates' terms: lips that part by MOUTH_PARTED_GAP of the inter-ocular distance
-    # beyond the subject's rest are drawn at twice that, the templates' slightly-open gap (10 mouth units), and
-    # larger openings keep their size plus it. Real lips apart while talking (teeth or the mouth's inside
-    # showing) measure 0.024-0.04 there (d3): drawn as they are, 3-5 units, the matcher saw a closed mouth.
-    # Pouted lips part at the middle as they push forward without opening: the boost fades out as the lips
-    # thicken from their own resting thickness to midway to the pout template's (POUT_THICKNESS).
-    parted = (gap_units.clamp_min(0.0) - 2 * close).clamp_min(0.0)
-    thick = (meas["lip_upper"] + meas["lip_lower"]).to(parted.device) / max(sum(calibration.lips), 1e-3)
-    unpouted = ((POUT_THICKNESS - thick) / (POUT_THICKNESS - 1.0)).clamp(0.0, 1.0)
-    boost = torch.minimum(parted, MOUTH_PARTED_GAP * units_per_iod) * unpouted / 2
-    for idx, sign in ((_UPPER_INNER, -1.0), (_LOWER_INNER, 1.0)):
-        x = mouth[:, list(idx), 0] / 50.0
-        mouth[:, list(idx), 1] += sign * boost[:, None] * (1 - x * x).clamp_min(0)
+    # Parted lips are drawn as they are: the mesh's refined lips (attention.MeshWithLips) read the real parting.
+    # The plain mesh's read a talking mouth's 0.05-0.08 of the inter-ocular distance as 0.02-0.03, so these
+    # were drawn doubled up to 0.04 beyond the subject's rest (issue 10's second pass); on the refined lips
+    # that doubling over-opened every parted mouth (hand-labelled mouth 0.980, smile 0.881, against 0.991 and
+    # 0.905 without it, at full size, flat, ae).
     # Lips of every thickness are drawn at the templates' thickness, kept relative to the inner lip line.
     for outer, inner, own, target in ((_UPPER_OUTER, parts.INNER_LIP_MID[0], calibration.lips[0],
                                        parts.UPPER_LIP_THICKNESS),
