@@ -28,11 +28,10 @@ from vidmoji.face.detector import WEIGHTS_DIR
 
 WEIGHTS = "face_landmark_attention.pt"
 
-# Points of the refined heads: the lips and each eye (their mesh points, in the heads' order, are the spec's
-# "refine" lists), and each iris (centre first).
+# Points of the refined lips and of each refined eye (their mesh points, in the heads' order, are the spec's
+# "refine" lists); each iris head gives 5 (centre first).
 LIPS = 80
 EYE = 71
-IRIS = 5
 # The inner lip contour's upper and lower points, in pairs across the mouth (its corners, 78 and 308, left out):
 # the points whose parting the refined lips set in the plain mesh (see MeshWithLips).
 INNER_LIP_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))

@@ -86,8 +86,9 @@ class FaceMesh:
 
     def __init__(self, device: torch.device | str):
         self.device = torch.device(device)
-        # The mesh with attention (MediaPipe's refine_landmarks): the plain mesh's lips stay 0.01-0.03 of the
-        # inter-ocular distance apart when closed and part too little when talking; its refined lips close.
+        # The plain mesh with its inner lips parted as the lips head of MediaPipe's mesh with attention reads them
+        # (attention.MeshWithLips): the plain mesh's lips stay 0.01-0.03 of the inter-ocular distance apart when
+        # closed and part too little when talking; the refined ones close.
         self.net = load_mesh_with_lips(load_network(FaceMeshNet(), "face_landmark.pt", self.device), self.device)
 
     @staticmethod
