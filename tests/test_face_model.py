@@ -133,7 +133,7 @@ def test_mesh_matches_tflite(detector, mesh, tflite_models, parity_frames):
     crops = torch.cat(crops)
     points, presence = run_tflite(tflite_models["mesh"], crops)
     with torch.inference_mode():
-        torch_points, torch_logit = mesh.net.mesh(crops)        # the plain mesh (the lips: test_attention)
+        torch_points, torch_logit = mesh.net(crops)        # the plain mesh (the lips: test_attention)
     assert np.abs(torch_points.reshape(len(crops), -1).numpy() - points).max() <= 1e-3
     assert np.abs(torch_logit.numpy() - presence[:, 0]).max() <= 1e-3
     assert (presence > 0).all()
@@ -152,6 +152,35 @@ def test_frame_alone_equals_frame_in_batch(detector, mesh):
     # Batched convolutions sum in another order: differences of a few float32 steps at ~300 pixels.
     torch.testing.assert_close(points[5:6], points_alone, atol=1e-4, rtol=1e-6)
     torch.testing.assert_close(presence[5:6], presence_alone, atol=1e-5, rtol=0)
+
+
+@needs_media
+def test_second_pass_meshes_the_crop_the_first_implies(detector, mesh):
+    """FaceMesh.run(min_presence=...) meshes a face again on the crop its first points imply where that crop is off,
+    and parts the lips (attention.LipParting) on the crop it keeps: the same points as meshing the implied crops
+    directly, and the first crops' points where they were close enough. Seeds: every other frame's crop from its
+    detection (off: the detector's box is not the mesh's), the others from their own meshes (kept)."""
+    from vidmoji.face.mesh import _roi_moved
+
+    frames = read_frames("liveportrait__s32", limit=16)
+    index = torch.arange(16)
+    found = detector.detect(frames)
+    detected = torch.cat([mesh.roi_from_detection(d.boxes[:1], d.keypoints[:1]) for d in found])
+    meshed = mesh.roi_from_mesh(mesh.run(frames, index, detected, min_presence=0.5)[0])
+    seeds = torch.where((index % 2 == 1)[:, None], detected, meshed)
+    first, _ = mesh.run(frames, index, seeds)
+    implied = mesh.roi_from_mesh(first)
+    moved = _roi_moved(seeds, implied)
+    assert 0 < int(moved.sum()) < len(index), f"moved {moved.tolist()}: the seeds should move some crops, not all"
+    points, presence = mesh.run(frames, index, seeds, min_presence=0.5)
+    assert bool((presence > 0.5).all())
+    again, _ = mesh.run(frames, index[moved], implied[moved])
+    torch.testing.assert_close(points[moved], again, atol=2e-3, rtol=0)
+    torch.testing.assert_close(points[~moved], first[~moved], atol=2e-3, rtol=0)
+    # The lips were parted on those crops: the plain mesh's inner lips are further apart.
+    plain = mesh.net(mesh.crop(frames, index, seeds))[0]
+    gap = (first[:, 14, 1] - first[:, 13, 1]) / (seeds[:, 2] / 192)
+    assert bool(((plain[:, 14, 1] - plain[:, 13, 1]) - gap).abs().max() > 0.5)
 
 
 # --- real clips --------------------------------------------------------------------------------------------
@@ -238,6 +267,7 @@ def test_frozen_face_stage_follows_a_clip_as_the_eager_one():
     eager = FaceStage(DEVICE, max_faces=1, detect_every=1 << 30)
     frozen = FaceStage(DEVICE, max_faces=1, detect_every=1 << 30).freeze()
     assert isinstance(frozen.locator.mesh.net, torch.jit.ScriptModule)
+    assert isinstance(frozen.locator.mesh.lips, torch.jit.ScriptModule)
     assert isinstance(frozen.refiner.net, torch.jit.ScriptModule)
     assert all(isinstance(net, torch.jit.ScriptModule) for net in frozen.locator.detector.letterboxed.values())
     assert frozen.locator.detector.resize_in_uint8

@@ -205,8 +205,11 @@ class FaceStage:
         """Run the detector's, the mesh's and the iris model's networks traced and frozen (`frozen_network`):
         a third cheaper one face at a time (live), the same results."""
         self.locator.detector.freeze()
-        self.locator.mesh.net = frozen_network(
-            self.locator.mesh.net, torch.zeros((1, 3, MESH_INPUT, MESH_INPUT), device=self.device))
+        mesh, crop = self.locator.mesh, torch.zeros((1, 3, MESH_INPUT, MESH_INPUT), device=self.device)
+        with torch.no_grad():
+            points = mesh.net(crop)[0]
+        mesh.net = frozen_network(mesh.net, crop)
+        mesh.lips = frozen_network(mesh.lips, (crop, points))
         self.refiner.net = frozen_network(
             self.refiner.net, torch.zeros((2, 3, IRIS_INPUT, IRIS_INPUT), device=self.device))
         return self

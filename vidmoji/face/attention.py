@@ -9,7 +9,7 @@ mediapipe/util/tflite/operations). Its lips close where the plain mesh's stay 0.
 distance apart, which is what MediaPipe's own face mesh (`refine_landmarks=True`) reads.
 
 vidmoji runs the plain mesh (mesh.FaceMeshNet) and, from this network, only the layers its lips head needs: the
-first 48x48 feature map and the head, cropped around the plain mesh's lips (`MeshWithLips`); the eyes stay the
+first 48x48 feature map and the head, cropped around the plain mesh's lips (`LipParting`); the eyes stay the
 iris model's, which the blink and wink rules were tuned on (this network's eyes read a wink's open eye 5-10%
 narrower: d3's first wink was lost and d19's one-eye squints turned into winks).
 
@@ -33,7 +33,7 @@ WEIGHTS = "face_landmark_attention.pt"
 LIPS = 80
 EYE = 71
 # The inner lip contour's upper and lower points, in pairs across the mouth (its corners, 78 and 308, left out):
-# the points whose parting the refined lips set in the plain mesh (see MeshWithLips).
+# the points whose parting the refined lips set in the plain mesh (see LipParting).
 INNER_LIP_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))
 OUTPUTS = ("mesh", "lips", "eye_a", "eye_b", "iris_a", "iris_b", "presence")
 
@@ -218,20 +218,22 @@ class AttentionMeshNet(nn.Module):
         return out
 
 
-class MeshWithLips(nn.Module):
-    """FaceMeshNet's interface with the attention network's lips: x (N, 3, 192, 192) in [0, 1] -> (points
-    (N, 468, 3) in input pixels, presence logit (N,)). The plain mesh's points, with its inner lips parted as
-    the attention network's lips head reads them (from a crop around the plain mesh's lips; its own mesh and
-    eye heads are not run: the eyes are the iris model's, which the blink and wink rules were tuned on).
+class LipParting(nn.Module):
+    """The attention network's lips for the plain mesh: (x (N, 3, 192, 192) in [0, 1], points (N, 468, 3): the
+    plain mesh's points on x, in input pixels) -> the same points with the inner lips parted as the attention
+    network's lips head reads them (from a crop around the plain mesh's lips; its own mesh and eye heads are not
+    run: the eyes are the iris model's, which the blink and wink rules were tuned on).
 
     Only the parting is taken: each upper/lower pair of the inner contour keeps the plain mesh's midpoint and
     gets the refined pair's offset. The mouth's curve stays the plain mesh's, on which the smile and frown
     parts and the resting curve's calibration (windows.REST_SAG_MEAN) were measured; with the refined contour
-    as it is, hand-labelled smiles were 0.881 against 0.929 (full size, flat, ae) and d0 switched more."""
+    as it is, hand-labelled smiles were 0.881 against 0.929 (full size, flat, ae) and d0 switched more.
 
-    def __init__(self, mesh: nn.Module, spec: dict):
+    A module of its own (not a head on the mesh network) so that the face mesh runs it once per face, on the
+    crop it keeps: not on a first crop that the mesh's own points move (mesh.FaceMesh.run)."""
+
+    def __init__(self, spec: dict):
         super().__init__()
-        self.mesh = mesh
         self.lips = AttentionMeshNet(spec, ("lips",), points_given=True)
         order = self.lips.refine["lips"]
         upper, lower = zip(*INNER_LIP_PAIRS)
@@ -240,8 +242,7 @@ class MeshWithLips(nn.Module):
         self.register_buffer("upper_index", torch.tensor(upper, dtype=torch.long))
         self.register_buffer("lower_index", torch.tensor(lower, dtype=torch.long))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        points, presence = self.mesh(x)
+    def forward(self, x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         lips = self.lips(x, points)["lips"]
         xy = points[..., :2]
         up, lo = lips.index_select(1, self.upper_rows), lips.index_select(1, self.lower_rows)
@@ -250,14 +251,14 @@ class MeshWithLips(nn.Module):
         mid = (xy.index_select(1, self.upper_index) + xy.index_select(1, self.lower_index)) / 2
         half = (lo - up) / 2
         xy = xy.index_copy(1, self.upper_index, mid - half).index_copy(1, self.lower_index, mid + half)
-        return torch.cat([xy, points[..., 2:]], -1), presence
+        return torch.cat([xy, points[..., 2:]], -1)
 
 
-def load_mesh_with_lips(mesh: nn.Module, device: torch.device) -> MeshWithLips:
-    """`mesh` (the plain face mesh network) with the lips head of the converted attention network
-    (weights/face_landmark_attention.pt), on `device`, eval mode, channels-last like the other face networks."""
+def load_lip_parting(device: torch.device) -> LipParting:
+    """The lips head of the converted attention network (weights/face_landmark_attention.pt) as a LipParting, on
+    `device`, eval mode, channels-last like the other face networks."""
     path = WEIGHTS_DIR / WEIGHTS
     if not path.exists():
         raise VidmojiError(f"{path} is missing: reinstall vidmoji (or run scripts/convert_attention.py)")
     spec = torch.load(path, map_location="cpu", weights_only=True)
-    return MeshWithLips(mesh, spec).to(device, memory_format=torch.channels_last).eval()
+    return LipParting(spec).to(device, memory_format=torch.channels_last).eval()

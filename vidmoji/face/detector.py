@@ -437,13 +437,14 @@ def load_network(net: nn.Module, filename: str, device: torch.device) -> nn.Modu
     return net.to(device, memory_format=torch.channels_last).eval()
 
 
-def frozen_network(net: nn.Module, example: torch.Tensor) -> nn.Module:
+def frozen_network(net: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> nn.Module:
     """`net` traced on an example input (on its device) and frozen with TorchScript: the same layers and
     results (bit for bit on the CPU), without the Python interpreter between them. That interpreter is about
     a third of these small networks' time when they run one face at a time (the 2-core CPU, one thread: the
     mesh 7.6 -> 5.2 ms per face, the iris model 11.5 -> 7.4 ms per pair of eyes) and nothing at batch 32,
     where tracing (0.2-0.6 s) would not pay; `vidmoji live` uses it. The network must take any batch size of
-    the example's image size. Where tracing fails the eager network is returned."""
+    the example's image size. A network of several inputs takes a tuple. Where tracing fails the eager network
+    is returned."""
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")

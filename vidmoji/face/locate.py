@@ -8,7 +8,6 @@ per-frame cost is dominated by the mesh.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -19,10 +18,6 @@ from vidmoji.parts import EYE_LEFT, EYE_RIGHT, FACE_SIDES, INNER_LIP_MID, NOSE_T
 
 # A face the tracker is following counts as the same face as another when their boxes overlap this much.
 SAME_FACE_IOU = 0.5
-# A crop whose ROI is this close to the one its own mesh implies is not meshed a second time: centre within
-# this fraction of the ROI's size, size within this ratio (log), angle within this many radians (~2 deg).
-# Measured: a second pass for 4% of the frames of liveportrait__d0 (still), 29% of d18, 62% of s32 (moving).
-REFINE_SHIFT, REFINE_SCALE, REFINE_ANGLE = 0.03, 0.03, 0.035
 
 
 @dataclass(frozen=True)
@@ -67,15 +62,6 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     area_a = (a[:, 2:] - a[:, :2]).prod(dim=1)
     area_b = (b[:, 2:] - b[:, :2]).prod(dim=1)
     return inter / (area_a[:, None] + area_b[None] - inter).clamp(min=1e-9)
-
-
-def _roi_moved(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    """(F,) bool: ROIs (F,5) whose mesh-implied ROI differs enough to be worth a second mesh pass."""
-    size = old[:, 2].clamp(min=1e-6)
-    shift = torch.hypot(new[:, 0] - old[:, 0], new[:, 1] - old[:, 1]) / size
-    scale = torch.log(new[:, 2].clamp(min=1e-6) / size).abs()
-    turn = torch.remainder(new[:, 4] - old[:, 4] + math.pi, 2 * math.pi) - math.pi
-    return (shift > REFINE_SHIFT) | (scale > REFINE_SCALE) | (turn.abs() > REFINE_ANGLE)
 
 
 class FaceLocator:
@@ -190,19 +176,11 @@ class FaceLocator:
 
     def _mesh_refined(self, frames: torch.Tensor, index: torch.Tensor,
                       rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mesh the ROIs, then mesh again, on ROIs from the first meshes, the faces whose first crop was off
-        (see REFINE_SHIFT).
-        Returns points (F,468,3), presence (F,), frame index (F,)."""
+        """Mesh the ROIs, a face whose first crop was off meshed again on the crop its own points imply
+        (FaceMesh.run's min_presence). Returns points (F,468,3), presence (F,), frame index (F,)."""
         if len(index) == 0:
             return torch.zeros((0, 468, 3), device=self.device), torch.zeros(0, device=self.device), index
-        points, presence = self.mesh.run(frames, index, rois)
-        good = torch.nonzero(presence >= self.min_presence).flatten()
-        if len(good):
-            implied = FaceMesh.roi_from_mesh(points[good])
-            moved = _roi_moved(rois[good].float(), implied)
-            if moved.any():
-                redo = good[moved]
-                points[redo], presence[redo] = self.mesh.run(frames, index[redo], implied[moved])
+        points, presence = self.mesh.run(frames, index, rois, min_presence=self.min_presence)
         return points, presence, index
 
     def _collect(self, n: int, points: torch.Tensor, presence: torch.Tensor,

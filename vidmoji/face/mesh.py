@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from vidmoji.face.attention import load_mesh_with_lips
+from vidmoji.face.attention import load_lip_parting
 from vidmoji.face.detector import BlazeBlock, TFConv2d, load_network
 from vidmoji.face.sampling import crop_affine
 
@@ -26,6 +26,10 @@ ROI_SCALE = 1.5
 ROTATION_POINTS = (33, 263)
 # ROIs cropped and meshed at once, to bound memory on large frames.
 CROP_CHUNK = 16
+# A crop whose ROI is this close to the one its own mesh implies is not meshed a second time: centre within
+# this fraction of the ROI's size, size within this ratio (log), angle within this many radians (~2 deg).
+# Measured: a second pass for 4% of the frames of liveportrait__d0 (still), 29% of d18, 62% of s32 (moving).
+REFINE_SHIFT, REFINE_SCALE, REFINE_ANGLE = 0.03, 0.03, 0.035
 
 
 class FaceMeshNet(nn.Module):
@@ -81,15 +85,39 @@ def _roi(boxes: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.T
     return torch.stack([centre[:, 0], centre[:, 1], size, size, angle], dim=1)
 
 
+def _roi_moved(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """(F,) bool: ROIs (F,5) whose mesh-implied ROI differs enough to be worth a second mesh pass."""
+    size = old[:, 2].clamp(min=1e-6)
+    shift = torch.hypot(new[:, 0] - old[:, 0], new[:, 1] - old[:, 1]) / size
+    scale = torch.log(new[:, 2].clamp(min=1e-6) / size).abs()
+    turn = torch.remainder(new[:, 4] - old[:, 4] + math.pi, 2 * math.pi) - math.pi
+    return (shift > REFINE_SHIFT) | (scale > REFINE_SCALE) | (turn.abs() > REFINE_ANGLE)
+
+
+def _to_frame(raw: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+    """Mesh points (F,468,3) in input pixels -> frame pixels: ROI units centred on the ROI centre, rotated and
+    scaled into the frame (z in x's pixel scale)."""
+    u = raw[..., 0] / INPUT_SIZE - 0.5
+    v = raw[..., 1] / INPUT_SIZE - 0.5
+    cx, cy, rw, rh, angle = (c[:, None] for c in rois.unbind(dim=1))
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    x = cx + rw * u * cos - rh * v * sin
+    y = cy + rw * u * sin + rh * v * cos
+    z = raw[..., 2] / INPUT_SIZE * rw
+    return torch.stack([x, y, z], dim=-1)
+
+
 class FaceMesh:
-    """The face mesh on rotated ROI crops, batched on the torch device."""
+    """The face mesh on rotated ROI crops, batched on the torch device: the plain mesh network (`net`), and the
+    lips head of MediaPipe's mesh with attention (`lips`) on each face's final crop."""
 
     def __init__(self, device: torch.device | str):
         self.device = torch.device(device)
-        # The plain mesh with its inner lips parted as the lips head of MediaPipe's mesh with attention reads them
-        # (attention.MeshWithLips): the plain mesh's lips stay 0.01-0.03 of the inter-ocular distance apart when
+        self.net = load_network(FaceMeshNet(), "face_landmark.pt", self.device)
+        # The plain mesh's inner lips parted as the lips head of MediaPipe's mesh with attention reads them
+        # (attention.LipParting): the plain mesh's lips stay 0.01-0.03 of the inter-ocular distance apart when
         # closed and part too little when talking; the refined ones close.
-        self.net = load_mesh_with_lips(load_network(FaceMeshNet(), "face_landmark.pt", self.device), self.device)
+        self.lips = load_lip_parting(self.device)
 
     @staticmethod
     def roi_from_detection(boxes: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
@@ -126,27 +154,37 @@ class FaceMesh:
         return torch.cat(out) if out else frames.new_zeros((0, 3, INPUT_SIZE, INPUT_SIZE), dtype=torch.float32)
 
     @torch.inference_mode()
-    def run(self, frames: torch.Tensor, frame_index: torch.Tensor,
-            rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, frames: torch.Tensor, frame_index: torch.Tensor, rois: torch.Tensor,
+            min_presence: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mesh each ROI.
 
         frames: uint8 (N,H,W,3) RGB on the device; frame_index (F,) long: the frame of each ROI;
         rois (F,5). Returns points (F,468,3) in frame pixels (z: relative depth in the same pixel scale as
         x, negative towards the camera) and presence (F,): the probability that the crop shows a face.
+
+        min_presence: when given, a face found (presence at least this) whose own points imply a crop off the
+        given one (REFINE_SHIFT) is meshed again on that crop: MediaPipe's landmarks-to-ROI rule, applied to
+        the frame itself rather than the next one. The lips head runs once per face, on the crop kept.
         """
         frames = frames.to(self.device)
         frame_index, rois = frame_index.to(self.device), rois.to(self.device).float()
+        points, logits = [], []
         # Chunks bound the memory of the float crops and keep CPU batches cache-friendly.
-        outputs = [self.net(self.crop(frames, idx, r))
-                   for idx, r in zip(frame_index.split(CROP_CHUNK), rois.split(CROP_CHUNK))]
-        raw = torch.cat([o[0] for o in outputs]) if outputs else rois.new_zeros((0, NUM_POINTS, 3))
-        logit = torch.cat([o[1] for o in outputs]) if outputs else rois.new_zeros(0)
-        # Input pixels -> ROI units centred on the ROI centre -> rotated and scaled into frame pixels.
-        u = raw[..., 0] / INPUT_SIZE - 0.5
-        v = raw[..., 1] / INPUT_SIZE - 0.5
-        cx, cy, rw, rh, angle = (c[:, None] for c in rois.unbind(dim=1))
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        x = cx + rw * u * cos - rh * v * sin
-        y = cy + rw * u * sin + rh * v * cos
-        z = raw[..., 2] / INPUT_SIZE * rw
-        return torch.stack([x, y, z], dim=-1), torch.sigmoid(logit)
+        for idx, r in zip(frame_index.split(CROP_CHUNK), rois.split(CROP_CHUNK)):
+            x = self.crop(frames, idx, r)
+            raw, logit = self.net(x)
+            if min_presence is not None:
+                good = torch.nonzero(torch.sigmoid(logit) >= min_presence).flatten()
+                implied = FaceMesh.roi_from_mesh(_to_frame(raw[good], r[good]))
+                moved = _roi_moved(r[good], implied)
+                redo = good[moved]
+                if len(redo):
+                    r = r.clone()
+                    r[redo] = implied[moved]
+                    x[redo] = self.crop(frames, idx[redo], r[redo])
+                    raw[redo], logit[redo] = self.net(x[redo])
+            points.append(_to_frame(self.lips(x, raw), r))
+            logits.append(logit)
+        if not points:
+            return rois.new_zeros((0, NUM_POINTS, 3)), rois.new_zeros(0)
+        return torch.cat(points), torch.sigmoid(torch.cat(logits))

@@ -789,7 +789,7 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     close = torch.minimum(calibration.rest_gap * units_per_iod, gap_units.clamp_min(0.0)) / 2
     mouth[:, list(_UPPER_INNER), 1] += close[:, None]
     mouth[:, list(_LOWER_INNER), 1] -= close[:, None]
-    # Parted lips are drawn as they are: the mesh's refined lips (attention.MeshWithLips) read the real parting.
+    # Parted lips are drawn as they are: the mesh's refined lips (attention.LipParting) read the real parting.
     # The plain mesh's read a talking mouth's 0.05-0.08 of the inter-ocular distance as 0.02-0.03, so these
     # were drawn doubled up to 0.04 beyond the subject's rest (issue 10's second pass); on the refined lips
     # that doubling over-opened every parted mouth (hand-labelled mouth 0.980, smile 0.881, against 0.991 and
