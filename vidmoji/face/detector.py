@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidmoji.errors import VidmojiError
+from vidmoji.models import ACTIVATION_BYTES
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -38,9 +39,10 @@ RESIZE_CHUNK = 8
 RESIZE_BYTES = 32 * 2**20
 # Images per detector call: at most NET_CHUNK, and at most NET_BYTES of the first layer's activations
 # (32 channels at half the input's size; the small-faces pass at 1920x1080 is 480x800, 12 MB an image at
-# that layer, and several layers' activations are alive at once).
+# that layer, and several layers' activations are alive at once): models.ACTIVATION_BYTES, under the heap's
+# mmap threshold, so the activations' memory is reused (3 full-range images a call, 7 short-range).
 NET_CHUNK = 8
-NET_BYTES = 24 * 2**20
+NET_BYTES = ACTIVATION_BYTES
 
 
 # --- building blocks --------------------------------------------------------------------------------------

@@ -24,10 +24,14 @@ from vidmoji import parts
 from vidmoji.face.detector import TFConv2d, _shortcut, load_network
 from vidmoji.face.mesh import CROP_CHUNK
 from vidmoji.face.sampling import crop_affine, sample_frames
+from vidmoji.models import ACTIVATION_BYTES
 
 INPUT_SIZE = 64
 NUM_EYE_POINTS = 71
 NUM_IRIS_POINTS = 5
+# Eye crops through the network at once: as many as keep its largest activation (64 channels at 32x32, the stem's)
+# within models.ACTIVATION_BYTES, 14 eyes.
+EYE_CHUNK = max(1, ACTIVATION_BYTES // (64 * (INPUT_SIZE // 2) ** 2 * 4))
 # MediaPipe's iris ROI: a square around the eye corners' bounding box, its long side scaled 2.3 times
 # (iris_landmark_landmarks_to_roi graph: RectTransformation, square_long, scale 2.3).
 ROI_SCALE = 2.3
@@ -296,7 +300,9 @@ class EyeRefiner:
                 mesh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = mesh.shape[0]
         rois = eye_rois(mesh)                                                    # (F,2,5)
-        eye, iris = self.net(crop_eyes(frames, frame_index, rois).reshape(2 * f, 3, INPUT_SIZE, INPUT_SIZE))
+        crops = crop_eyes(frames, frame_index, rois).reshape(2 * f, 3, INPUT_SIZE, INPUT_SIZE)
+        outputs = [self.net(chunk) for chunk in crops.split(EYE_CHUNK)] or [self.net(crops)]
+        eye, iris = torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
         eye = project(eye.reshape(f, 2, NUM_EYE_POINTS, 3), rois)
         iris = project(iris.reshape(f, 2, NUM_IRIS_POINTS, 3), rois)
 
