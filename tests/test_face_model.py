@@ -276,3 +276,34 @@ def test_frozen_face_stage_follows_a_clip_as_the_eager_one():
         a, b = eager.run(frame[None]), frozen.run(frame[None])
         assert a.has_face[0] and b.has_face[0]
         np.testing.assert_allclose(b.mesh, a.mesh, atol=1e-3, rtol=0)
+
+
+@needs_media
+def test_face_networks_keep_activations_on_the_heap():
+    """Every convolution of the face stage on a 1280x720 clip (detector, mesh, lips path, iris model) writes at most
+    models.ACTIVATION_BYTES, under the mmap threshold models.bound_heap fixes: a larger block is mapped afresh
+    and page-faulted on every use (at 16 faces a batch the mesh's 9.4 MB maps doubled pass 1's time)."""
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    from vidmoji.models import ACTIVATION_BYTES, MMAP_THRESHOLD
+    from vidmoji.pipeline import FaceStage
+
+    class Largest(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.largest, self.calls = 0, 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in (F.conv2d, torch.conv2d):
+                self.largest, self.calls = max(self.largest, out.nbytes), self.calls + 1
+            return out
+
+    frames = read_frames("liveportrait__s32", limit=32).numpy()
+    stage = FaceStage(DEVICE, max_faces=1)
+    with Largest() as seen:
+        faces = stage.run(frames)
+    assert faces.has_face.all() and seen.calls > 1000
+    assert ACTIVATION_BYTES < MMAP_THRESHOLD
+    assert seen.largest <= ACTIVATION_BYTES, f"a {seen.largest / 2**20:.1f} MB activation"
