@@ -118,11 +118,11 @@ MMAP_THRESHOLD = 4 * 2**20
 # heap gave the pages back, and the next batch's activations page-faulted them in again. Pass 1 trims the heap after
 # each batch itself (trim_heap).
 TRIM_THRESHOLD = 64 * 2**20
-# The most bytes one activation of a face network takes (the face networks size their batches by it): under the
-# mmap threshold, so that it comes from the heap and its memory is reused by the next layer and batch. A block
-# over the threshold is a fresh mapping each time, every page of it faulted in: at 16 faces a batch the mesh's
-# 96x96 feature maps are 9.4 MB, and pass 1 of a 1280x720 render took twice the time it takes with the default
-# heap (liveportrait__s32: 6.4-6.7 s against 3.6-4.6 s).
+# The most bytes one activation of a face network takes on the CPU (the face networks size their CPU batches by it;
+# a GPU has its own caching allocator): under the mmap threshold, so that it comes from the heap and its memory is
+# reused by the next layer and batch. A block over the threshold is a fresh mapping each time, every page of it
+# faulted in: at 16 faces a batch the mesh's 96x96 feature maps are 9.4 MB, and pass 1 of a 1280x720 render took
+# twice the time it takes with the default heap (liveportrait__s32: 6.4-6.7 s against 3.6-4.6 s).
 ACTIVATION_BYTES = MMAP_THRESHOLD * 7 // 8
 _bounded = False
 _libc = None

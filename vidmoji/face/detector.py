@@ -39,10 +39,11 @@ RESIZE_CHUNK = 8
 RESIZE_BYTES = 32 * 2**20
 # Images per detector call: at most NET_CHUNK, and at most NET_BYTES of the first layer's activations
 # (32 channels at half the input's size; the small-faces pass at 1920x1080 is 480x800, 12 MB an image at
-# that layer, and several layers' activations are alive at once): models.ACTIVATION_BYTES, under the heap's
-# mmap threshold, so the activations' memory is reused (3 full-range images a call, 7 short-range).
+# that layer, and several layers' activations are alive at once). On the CPU models.ACTIVATION_BYTES, under the
+# heap's mmap threshold, so the activations' memory is reused (3 full-range images a call, 7 short-range).
 NET_CHUNK = 8
-NET_BYTES = ACTIVATION_BYTES
+NET_BYTES = 24 * 2**20
+CPU_NET_BYTES = ACTIVATION_BYTES
 
 
 # --- building blocks --------------------------------------------------------------------------------------
@@ -409,7 +410,8 @@ class FaceDetector:
             self._anchors[key] = ssd_anchors(images.shape[-2], images.shape[-1], **anchor_options).to(self.device)
         anchors = self._anchors[key]
         # Small chunks: on the CPU, large batches of large images run slower per image (cache misses).
-        chunk_size = max(1, min(NET_CHUNK, NET_BYTES // (8 * images.shape[-2] * images.shape[-1] * 4)))
+        limit = CPU_NET_BYTES if images.device.type == "cpu" else NET_BYTES
+        chunk_size = max(1, min(NET_CHUNK, limit // (8 * images.shape[-2] * images.shape[-1] * 4)))
         outputs = [net(chunk * 2.0 - 1.0) for chunk in images.split(chunk_size)]
         raw = torch.cat([o[0] for o in outputs])
         scores = torch.sigmoid(torch.cat([o[1] for o in outputs]).clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT))

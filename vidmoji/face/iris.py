@@ -29,8 +29,8 @@ from vidmoji.models import ACTIVATION_BYTES
 INPUT_SIZE = 64
 NUM_EYE_POINTS = 71
 NUM_IRIS_POINTS = 5
-# Eye crops through the network at once: as many as keep its largest activation (64 channels at 32x32, the stem's)
-# within models.ACTIVATION_BYTES, 14 eyes.
+# Eye crops through the network at once on the CPU: as many as keep its largest activation (64 channels at 32x32,
+# the stem's) within models.ACTIVATION_BYTES, 14 eyes (on a GPU all of a call's at once).
 EYE_CHUNK = max(1, ACTIVATION_BYTES // (64 * (INPUT_SIZE // 2) ** 2 * 4))
 # MediaPipe's iris ROI: a square around the eye corners' bounding box, its long side scaled 2.3 times
 # (iris_landmark_landmarks_to_roi graph: RectTransformation, square_long, scale 2.3).
@@ -301,7 +301,8 @@ class EyeRefiner:
         f = mesh.shape[0]
         rois = eye_rois(mesh)                                                    # (F,2,5)
         crops = crop_eyes(frames, frame_index, rois).reshape(2 * f, 3, INPUT_SIZE, INPUT_SIZE)
-        outputs = [self.net(chunk) for chunk in crops.split(EYE_CHUNK)] or [self.net(crops)]
+        chunks = crops.split(EYE_CHUNK) if crops.device.type == "cpu" and len(crops) else [crops]
+        outputs = [self.net(chunk) for chunk in chunks]
         eye, iris = torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
         eye = project(eye.reshape(f, 2, NUM_EYE_POINTS, 3), rois)
         iris = project(iris.reshape(f, 2, NUM_IRIS_POINTS, 3), rois)

@@ -25,9 +25,11 @@ INPUT_SIZE = 192
 ROI_SCALE = 1.5
 # The eye-corner landmarks whose line sets the ROI rotation (subject's right outer, left outer).
 ROTATION_POINTS = (33, 263)
-# ROIs cropped and meshed at once: as many as keep the networks' largest activation (16 channels at 96x96, the
-# mesh's and the lips path's first layers) within models.ACTIVATION_BYTES, 6 faces.
-CROP_CHUNK = max(1, ACTIVATION_BYTES // (16 * (INPUT_SIZE // 2) ** 2 * 4))
+# ROIs cropped and meshed at once. On a GPU 16, to bound the memory of the float crops on large frames. On the CPU
+# as many as keep the networks' largest activation (16 channels at 96x96, the mesh's and the lips path's first
+# layers) within models.ACTIVATION_BYTES, 6 faces: see there.
+CROP_CHUNK = 16
+CPU_CROP_CHUNK = max(1, ACTIVATION_BYTES // (16 * (INPUT_SIZE // 2) ** 2 * 4))
 # A crop whose ROI is this close to the one its own mesh implies is not meshed a second time: centre within
 # this fraction of the ROI's size, size within this ratio (log), angle within this many radians (~2 deg).
 # Measured: a second pass for 4% of the frames of liveportrait__d0 (still), 29% of d18, 62% of s32 (moving).
@@ -172,7 +174,8 @@ class FaceMesh:
         frame_index, rois = frame_index.to(self.device), rois.to(self.device).float()
         points, logits = [], []
         # Chunks bound the memory of the float crops and keep CPU batches cache-friendly.
-        for idx, r in zip(frame_index.split(CROP_CHUNK), rois.split(CROP_CHUNK)):
+        chunk = CPU_CROP_CHUNK if self.device.type == "cpu" else CROP_CHUNK
+        for idx, r in zip(frame_index.split(chunk), rois.split(chunk)):
             x = self.crop(frames, idx, r)
             raw, logit = self.net(x)
             if min_presence is not None:
