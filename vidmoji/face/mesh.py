@@ -173,7 +173,7 @@ class FaceMesh:
         frames = frames.to(self.device)
         frame_index, rois = frame_index.to(self.device), rois.to(self.device).float()
         points, logits = [], []
-        # Chunks bound the memory of the float crops and keep CPU batches cache-friendly.
+        # Chunks bound the memory of the float crops, and on the CPU keep each activation on the heap (CPU_CROP_CHUNK).
         chunk = CPU_CROP_CHUNK if self.device.type == "cpu" else CROP_CHUNK
         for idx, r in zip(frame_index.split(chunk), rois.split(chunk)):
             x = self.crop(frames, idx, r)
