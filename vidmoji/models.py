@@ -124,6 +124,14 @@ TRIM_THRESHOLD = 64 * 2**20
 # faulted in: at 16 faces a batch the mesh's 96x96 feature maps are 9.4 MB, and pass 1 of a 1280x720 render took
 # twice the time it takes with the default heap (liveportrait__s32: 6.4-6.7 s against 3.6-4.6 s).
 ACTIVATION_BYTES = MMAP_THRESHOLD * 7 // 8
+
+
+def activation_batch(item_bytes: int) -> int:
+    """Items a face network takes at once on the CPU when one item's largest activation is `item_bytes`: as many as
+    stay within ACTIVATION_BYTES, at least one."""
+    return max(1, ACTIVATION_BYTES // item_bytes)
+
+
 _bounded = False
 _libc = None
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidmoji.errors import VidmojiError
-from vidmoji.models import ACTIVATION_BYTES
+from vidmoji.models import activation_batch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -43,7 +43,6 @@ RESIZE_BYTES = 32 * 2**20
 # heap's mmap threshold, so the activations' memory is reused (3 full-range images a call, 7 short-range).
 NET_CHUNK = 8
 NET_BYTES = 24 * 2**20
-CPU_NET_BYTES = ACTIVATION_BYTES
 
 
 # --- building blocks --------------------------------------------------------------------------------------
@@ -410,8 +409,9 @@ class FaceDetector:
             self._anchors[key] = ssd_anchors(images.shape[-2], images.shape[-1], **anchor_options).to(self.device)
         anchors = self._anchors[key]
         # Small chunks: on the CPU, large batches of large images run slower per image (cache misses).
-        limit = CPU_NET_BYTES if images.device.type == "cpu" else NET_BYTES
-        chunk_size = max(1, min(NET_CHUNK, limit // (8 * images.shape[-2] * images.shape[-1] * 4)))
+        first_layer = 8 * images.shape[-2] * images.shape[-1] * 4
+        chunk_size = min(NET_CHUNK, activation_batch(first_layer) if images.device.type == "cpu"
+                         else max(1, NET_BYTES // first_layer))
         outputs = [net(chunk * 2.0 - 1.0) for chunk in images.split(chunk_size)]
         raw = torch.cat([o[0] for o in outputs])
         scores = torch.sigmoid(torch.cat([o[1] for o in outputs]).clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT))

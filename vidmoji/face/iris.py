@@ -24,14 +24,14 @@ from vidmoji import parts
 from vidmoji.face.detector import TFConv2d, _shortcut, load_network
 from vidmoji.face.mesh import CROP_CHUNK
 from vidmoji.face.sampling import crop_affine, sample_frames
-from vidmoji.models import ACTIVATION_BYTES
+from vidmoji.models import activation_batch
 
 INPUT_SIZE = 64
 NUM_EYE_POINTS = 71
 NUM_IRIS_POINTS = 5
 # Eye crops through the network at once on the CPU: as many as keep its largest activation (64 channels at 32x32,
 # the stem's) within models.ACTIVATION_BYTES, 14 eyes (on a GPU all of a call's at once).
-EYE_CHUNK = max(1, ACTIVATION_BYTES // (64 * (INPUT_SIZE // 2) ** 2 * 4))
+EYE_CHUNK = activation_batch(64 * (INPUT_SIZE // 2) ** 2 * 4)
 # MediaPipe's iris ROI: a square around the eye corners' bounding box, its long side scaled 2.3 times
 # (iris_landmark_landmarks_to_roi graph: RectTransformation, square_long, scale 2.3).
 ROI_SCALE = 2.3

@@ -16,7 +16,7 @@ from torch import nn
 from vidmoji.face.attention import load_lip_parting
 from vidmoji.face.detector import BlazeBlock, TFConv2d, load_network
 from vidmoji.face.sampling import crop_affine
-from vidmoji.models import ACTIVATION_BYTES
+from vidmoji.models import activation_batch
 
 NUM_POINTS = 468
 INPUT_SIZE = 192
@@ -29,7 +29,7 @@ ROTATION_POINTS = (33, 263)
 # as many as keep the networks' largest activation (16 channels at 96x96, the mesh's and the lips path's first
 # layers) within models.ACTIVATION_BYTES, 6 faces: see there.
 CROP_CHUNK = 16
-CPU_CROP_CHUNK = max(1, ACTIVATION_BYTES // (16 * (INPUT_SIZE // 2) ** 2 * 4))
+CPU_CROP_CHUNK = activation_batch(16 * (INPUT_SIZE // 2) ** 2 * 4)
 # A crop whose ROI is this close to the one its own mesh implies is not meshed a second time: centre within
 # this fraction of the ROI's size, size within this ratio (log), angle within this many radians (~2 deg).
 # Measured: a second pass for 4% of the frames of liveportrait__d0 (still), 29% of d18, 62% of s32 (moving).

@@ -793,7 +793,7 @@ def part_windows(mesh: torch.Tensor, calibration: Calibration,
     # The plain mesh's read a talking mouth's 0.05-0.08 of the inter-ocular distance as 0.02-0.03, so these
     # were drawn doubled up to 0.04 beyond the subject's rest (issue 10's second pass); on the refined lips
     # that doubling over-opened every parted mouth (hand-labelled mouth 0.980, smile 0.881, against 0.991 and
-    # 0.905 without it, at full size, flat, ae).
+    # 0.929 without it, at full size, flat, ae).
     # Lips of every thickness are drawn at the templates' thickness, kept relative to the inner lip line.
     for outer, inner, own, target in ((_UPPER_OUTER, parts.INNER_LIP_MID[0], calibration.lips[0],
                                        parts.UPPER_LIP_THICKNESS),
